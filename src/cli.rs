@@ -1,0 +1,381 @@
+//! Command-line definitions (clap) and the `check`, `eval` and `list` commands.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use lossc::eval::{evaluate, Array, EvalOptions, LossValue};
+use lossc::ir::print::Printer;
+use lossc::program::{Program, ReduceMode, Role};
+use lossc::{compile, CompileOptions, Diagnostic, Dtype};
+
+use crate::render::{Failure, Source};
+
+/// lossc: a compiler for loss functions.
+#[derive(Parser, Debug)]
+#[command(name = "lossc", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the loss and each gradient as formulas.
+    Check {
+        /// A `.loss` file or a standard-library name such as `torch/mse_loss`.
+        spec: String,
+        /// Parameter values, `NAME=NUMBER`.
+        #[arg(value_parser = parse_assignment)]
+        args: Vec<(String, String)>,
+        /// Show the forms before stability rewriting.
+        #[arg(long)]
+        no_stabilize: bool,
+        /// Also print the Hessian diagonal.
+        #[arg(long)]
+        hess: bool,
+    },
+    /// Evaluate the loss (and its derivatives) on data.
+    Eval {
+        /// A `.loss` file or a standard-library name such as `torch/mse_loss`.
+        spec: String,
+        /// Inputs and parameters: `NAME=NUMBER`, `NAME=1,2,3`, `NAME=FILE.npy` or `NAME=FILE.csv`.
+        #[arg(value_parser = parse_assignment)]
+        args: Vec<(String, String)>,
+        /// Override the file's reduction (its `by`/`over` stay).
+        #[arg(long, value_enum)]
+        reduce: Option<ReduceArg>,
+        /// Compute type.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Also print the gradient of the reduced loss with respect to every pred.
+        #[arg(long)]
+        grad: bool,
+        /// Also print the Hessian diagonal with respect to every pred.
+        #[arg(long)]
+        hess: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the standard-library losses.
+    List,
+}
+
+/// `--reduce` words.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(missing_docs)]
+pub enum ReduceArg {
+    Mean,
+    MeanOrZero,
+    Sum,
+    None,
+    Batchmean,
+}
+
+impl ReduceArg {
+    fn mode(self) -> ReduceMode {
+        match self {
+            ReduceArg::Mean => ReduceMode::Mean,
+            ReduceArg::MeanOrZero => ReduceMode::MeanOrZero,
+            ReduceArg::Sum => ReduceMode::Sum,
+            ReduceArg::None => ReduceMode::None,
+            ReduceArg::Batchmean => ReduceMode::BatchMean,
+        }
+    }
+}
+
+/// `--dtype` words.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(missing_docs)]
+pub enum DtypeArg {
+    F32,
+    F64,
+}
+
+fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("expected NAME=VALUE, got `{s}`"));
+    };
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if !ok {
+        return Err(format!("`{name}` is not a valid name in NAME=VALUE"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// Runs a parsed command line; `Err` carries what to print and the exit code.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Check { spec, args, no_stabilize, hess } => check(&spec, &args, no_stabilize, hess),
+        Command::Eval { spec, args, reduce, dtype, grad, hess, json } => {
+            let dtype = match dtype {
+                DtypeArg::F32 => Dtype::F32,
+                DtypeArg::F64 => Dtype::F64,
+            };
+            eval(&spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json)
+        }
+        Command::List => {
+            list();
+            Ok(())
+        }
+    }
+}
+
+/// Reads SPEC: a file path, or a standard-library name.
+fn load_source(spec: &str) -> Result<Source, Failure> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        let text =
+            std::fs::read(path).map_err(|e| Failure::plain(format!("{spec}: error: cannot read the file: {e}")))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| Failure::plain(format!("{spec}: error: the file is not UTF-8 text")))?;
+        return Ok(Source { name: spec.to_string(), text });
+    }
+    let name = spec.strip_suffix(".loss").unwrap_or(spec);
+    if let Some(text) = lossc::stdlib::source(name) {
+        return Ok(Source { name: format!("losses/{name}.loss"), text: text.to_string() });
+    }
+    let mut msg = format!("error: no file or standard-library loss named `{spec}`");
+    if let Some(s) = lossc::diagnostic::suggest_name(name, lossc::stdlib::names()) {
+        msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+    } else if path.extension().is_some()
+        || spec.contains('/') && !spec.starts_with("torch/") && !spec.starts_with("keras/")
+    {
+        msg.push_str("\nnote: the path does not exist");
+    } else {
+        msg.push_str("\nhelp: `lossc list` shows the standard library");
+    }
+    Err(Failure::plain(msg))
+}
+
+/// Splits NAME=VALUE arguments into scalar numbers (params or broadcast inputs) and data.
+fn numbers(args: &[(String, String)]) -> Vec<(String, f64)> {
+    args.iter().filter_map(|(n, v)| lossc::data::parse_number(v).map(|x| (n.clone(), x))).collect()
+}
+
+fn compile_spec(src: &Source, args: &[(String, String)], dtype: Dtype, hessian: bool) -> Result<Program, Failure> {
+    let options = CompileOptions { dtype, params: numbers(args), hessian };
+    let prog = compile(&src.text, &options).map_err(|diags| Failure::source(src.clone(), diags))?;
+    crate::render::warnings(src, &prog.warnings);
+    // Every NAME must be a parameter or an input.
+    for (name, value) in args {
+        let is_param = prog.params.iter().any(|p| &p.name == name);
+        let is_input = prog.input(name).is_some();
+        if is_param && lossc::data::parse_number(value).is_none() {
+            return Err(Failure::plain(format!("error: parameter `{name}` takes a single number, not `{value}`")));
+        }
+        if !is_param && !is_input {
+            let mut known: Vec<&str> = prog.params.iter().map(|p| p.name.as_str()).collect();
+            known.extend(prog.inputs.iter().map(|i| i.name.as_str()));
+            let mut msg = format!("error: the loss has no input or parameter named `{name}`");
+            if let Some(s) = lossc::diagnostic::suggest_name(name, known.iter().copied()) {
+                msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+            } else if known.is_empty() {
+                msg.push_str("\nnote: the loss takes no inputs or parameters");
+            } else {
+                msg.push_str(&format!(
+                    "\nnote: it takes {}",
+                    known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            return Err(Failure::plain(msg));
+        }
+    }
+    Ok(prog)
+}
+
+fn check(spec: &str, args: &[(String, String)], _no_stabilize: bool, hess: bool) -> Result<(), Failure> {
+    let src = load_source(spec)?;
+    let prog = compile_spec(&src, args, Dtype::F64, hess)?;
+    print!("{}", describe(&prog));
+    Ok(())
+}
+
+/// The text `check` prints: declarations, the loss, its reduction and the derivatives.
+pub fn describe(prog: &Program) -> String {
+    let mut out = String::new();
+    for input in &prog.inputs {
+        let role = match input.role {
+            Role::Pred => "pred",
+            Role::Target => "target",
+            Role::VectorParam => "param",
+        };
+        let layout = match input.layout {
+            lossc::program::Layout::Scalar => "",
+            lossc::program::Layout::Classes => "[C]",
+            lossc::program::Layout::Index => ": index",
+        };
+        let default = input.default.map(|d| format!(" = {}", lossc::ir::print::number(d))).unwrap_or_default();
+        out.push_str(&format!("{role} {}{layout}{default}\n", input.name));
+    }
+    for p in &prog.params {
+        let opt = if p.optional { "?" } else { "" };
+        out.push_str(&format!("param {}{opt} = {}\n", p.name, lossc::ir::print::number(p.value)));
+    }
+    let per = match (prog.class_axis, prog.loss_kind) {
+        (true, lossc::ir::Kind::Class) => "one loss per class of each row",
+        (true, _) => "one loss per row",
+        _ => "one loss per element",
+    };
+    let one = prog.graph.constant(prog.weight) == Some(1.0);
+    let mut reduce = format!("reduce {}", prog.reduce.name());
+    if !one {
+        reduce.push_str(" by w");
+    }
+    if prog.over != prog.weight {
+        reduce.push_str(" over d");
+    }
+    out.push_str(&format!("{reduce}   # {per}\n"));
+    let names = |n: u16| prog.inputs[n as usize].name.clone();
+    let mut roots = vec![("loss".to_string(), prog.loss)];
+    if !one {
+        roots.push(("w".to_string(), prog.weight));
+    }
+    if prog.over != prog.weight {
+        roots.push(("d".to_string(), prog.over));
+    }
+    for d in &prog.derivs {
+        roots.push((format!("grad {}", names(d.input)), d.grad));
+    }
+    for d in &prog.derivs {
+        if let Some(h) = d.hess {
+            roots.push((format!("hess {}", names(d.input)), h));
+        }
+    }
+    out.push_str(&Printer::new(&prog.graph, &names).print(&roots));
+    out.push_str("# seed: 1/Σd for mean, 1/B for batchmean, 1 for sum, the upstream gradient for none\n");
+    out
+}
+
+fn eval(
+    spec: &str,
+    args: &[(String, String)],
+    reduce: Option<ReduceMode>,
+    dtype: Dtype,
+    grad: bool,
+    hess: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let src = load_source(spec)?;
+    let prog = compile_spec(&src, args, dtype, hess)?;
+    let mut arrays: Vec<(String, Array)> = Vec::new();
+    for (name, value) in args {
+        if prog.params.iter().any(|p| &p.name == name) {
+            continue;
+        }
+        arrays.push((name.clone(), parse_value(value).map_err(Failure::diag)?));
+    }
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    let opts = EvalOptions { reduce, grad, hess, upstream: None };
+    let out = evaluate(&prog, &refs, &opts).map_err(|d| {
+        if d.span.is_some() {
+            Failure::source(src.clone(), vec![d])
+        } else {
+            Failure::diag(d)
+        }
+    })?;
+    let fmt = |x: f64| format_number(x, dtype);
+    if json {
+        let mut s = String::from("{\"loss\": ");
+        match &out.loss {
+            LossValue::Scalar(x) => s.push_str(&json_number(*x, dtype)),
+            LossValue::PerItem(v) => s.push_str(&json_array(v, dtype)),
+        }
+        for (key, list) in [("grad", &out.grad), ("hess", &out.hess)] {
+            if (key == "grad" && grad) || (key == "hess" && hess) {
+                s.push_str(&format!(", \"{key}\": {{"));
+                let items: Vec<String> =
+                    list.iter().map(|(n, v)| format!("\"{n}\": {}", json_array(v, dtype))).collect();
+                s.push_str(&items.join(", "));
+                s.push('}');
+            }
+        }
+        s.push('}');
+        println!("{s}");
+    } else {
+        match &out.loss {
+            LossValue::Scalar(x) => println!("loss = {}", fmt(*x)),
+            LossValue::PerItem(v) => println!("loss = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", ")),
+        }
+        for (n, v) in &out.grad {
+            println!("grad {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
+        }
+        for (n, v) in &out.hess {
+            println!("hess {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// A VALUE: a number, a comma-separated list, or a data file.
+fn parse_value(value: &str) -> Result<Array, Diagnostic> {
+    if let Some(x) = lossc::data::parse_number(value) {
+        return Ok(Array::scalar(x));
+    }
+    if value.contains(',') {
+        let parts: Vec<Option<f64>> = value.split(',').map(lossc::data::parse_number).collect();
+        if parts.iter().all(Option::is_some) {
+            return Ok(Array::vector(parts.into_iter().flatten().collect()));
+        }
+    }
+    lossc::data::load(&PathBuf::from(value))
+}
+
+/// The shortest text that reads back to the same value of the dtype.
+pub fn format_number(x: f64, dtype: Dtype) -> String {
+    if x.is_nan() {
+        return "nan".to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    let mut buf = ryu::Buffer::new();
+    #[allow(clippy::cast_possible_truncation)]
+    let s = match dtype {
+        Dtype::F32 => buf.format_finite(x as f32),
+        Dtype::F64 => buf.format_finite(x),
+    };
+    s.to_string()
+}
+
+fn json_number(x: f64, dtype: Dtype) -> String {
+    if x.is_finite() {
+        format_number(x, dtype)
+    } else {
+        format!("\"{}\"", format_number(x, dtype))
+    }
+}
+
+fn json_array(v: &[f64], dtype: Dtype) -> String {
+    let items: Vec<String> = v.iter().map(|x| json_number(*x, dtype)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn list() {
+    let names: Vec<&str> = lossc::stdlib::names().collect();
+    if names.is_empty() {
+        println!("the standard library is empty in this build");
+        return;
+    }
+    for name in names {
+        let Some(text) = lossc::stdlib::source(name) else { continue };
+        let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false };
+        match compile(text, &options) {
+            Ok(prog) => {
+                let params: Vec<String> = prog
+                    .params
+                    .iter()
+                    .map(|p| format!("{}={}", p.name, p.default.map_or("?".to_string(), lossc::ir::print::number)))
+                    .collect();
+                let inputs: Vec<&str> = prog.inputs.iter().map(|i| i.name.as_str()).collect();
+                println!("{name:<40} inputs: {:<28} params: {}", inputs.join(" "), params.join(" "));
+            }
+            Err(_) => println!("{name:<40} (does not compile)"),
+        }
+    }
+}

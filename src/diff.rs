@@ -1,0 +1,427 @@
+//! Symbolic differentiation on the DAG: reverse mode for gradients, and the Hessian diagonal.
+//!
+//! Gradient nodes are added to the same graph and share its subexpressions.
+//! Every walk goes over node indices (reverse order for adjoints, forward order for
+//! the Hessian's tangents): no recursion, whatever the depth of the formula.
+//!
+//! Conventions (SPEC §1 Gradients): d|x|/dx = 0 at 0, relu'(0) = 0, `maximum`/`minimum`
+//! split a tie's gradient equally, `clamp` passes none at its bounds, class-axis
+//! `max`/`min` split ties evenly, `norm` of a zero row has gradient 0. An argument that
+//! a select (`where`, `maximum`, `minimum`, `clamp`, `relu`) did not pick receives
+//! exactly 0: adjoints that are selects with a zero branch are multiplied *inside*
+//! the select ([`through`]), so an infinite or NaN partial in an unused branch never leaks.
+
+use std::collections::HashMap;
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::{Graph, Kind, NodeId, Op, MAX_NODES};
+use crate::program::{Derivatives, Program, Role};
+
+/// Adds the gradient (and, if asked, the Hessian diagonal) of the reduced loss
+/// with respect to every pred to the program.
+///
+/// # Errors
+/// When the derivative graph exceeds [`MAX_NODES`].
+pub fn differentiate(prog: &mut Program, hessian: bool) -> Result<(), Diagnostic> {
+    let g = &mut prog.graph;
+    let upstream = g.leaf(Op::Seed, prog.loss_kind);
+    // W·seed, pushed inside W's selects: a row that `by` masks gets exactly 0 even
+    // when the seed is infinite (a mean over nothing).
+    let seed = through(g, prog.weight, &mut |g, w| g.bin(Op::Mul, w, upstream));
+    let preds: Vec<u16> =
+        prog.inputs.iter().enumerate().filter(|(_, i)| i.role == Role::Pred).map(|(n, _)| n as u16).collect();
+    let pred_nodes: Vec<NodeId> = preds.iter().map(|n| g.leaf(Op::Input(*n), g.input_kind(*n))).collect();
+    let mut dep = Dependence::new(pred_nodes.clone());
+    let adj = reverse(g, prog.loss, seed, &mut dep);
+    let zero = g.cst(0.0);
+    let mut derivs = Vec::new();
+    for (n, node) in preds.iter().zip(&pred_nodes) {
+        let grad = adj.get(node).copied().unwrap_or(zero);
+        derivs.push(Derivatives { input: *n, grad, hess: None });
+        if g.len() > MAX_NODES {
+            return Err(too_large(g.len()));
+        }
+    }
+    if hessian {
+        for d in &mut derivs {
+            let p = pred_nodes[derivs_index(&preds, d.input)];
+            let mut dep_p = Dependence::new(vec![p]);
+            let h = diag_derivative(g, d.grad, p, &mut dep_p);
+            d.hess = Some(h.unwrap_or(zero));
+            if g.len() > MAX_NODES {
+                return Err(too_large(g.len()));
+            }
+        }
+    }
+    prog.derivs = derivs;
+    Ok(())
+}
+
+fn derivs_index(preds: &[u16], input: u16) -> usize {
+    preds.iter().position(|p| *p == input).unwrap_or(0)
+}
+
+fn too_large(n: usize) -> Diagnostic {
+    Diagnostic::error_nowhere(format!("the derivative graph is too large ({n} nodes; the limit is {MAX_NODES})"))
+}
+
+/// Which nodes carry a derivative with respect to a set of pred nodes; grows with the graph.
+struct Dependence {
+    wrt: Vec<NodeId>,
+    dep: Vec<bool>,
+}
+
+impl Dependence {
+    fn new(wrt: Vec<NodeId>) -> Dependence {
+        Dependence { wrt, dep: Vec::new() }
+    }
+
+    fn get(&mut self, g: &Graph, id: NodeId) -> bool {
+        for i in self.dep.len()..g.len() {
+            let id = NodeId(i as u32);
+            let node = g.node(id);
+            let d = match node.op {
+                _ if self.wrt.contains(&id) => true,
+                Op::StopGradient => false,
+                Op::StraightThrough => self.dep[node.args[1].index()],
+                op if op.is_batch() => false,
+                _ => node.children().iter().any(|c| self.dep[c.index()]),
+            };
+            self.dep.push(d);
+        }
+        self.dep.get(id.index()).copied().unwrap_or(false)
+    }
+}
+
+/// Reverse mode from `root` with adjoint `seed`: the adjoint of every node that depends
+/// on `dep`'s preds (only those nodes get an entry).
+fn reverse(g: &mut Graph, root: NodeId, seed: NodeId, dep: &mut Dependence) -> HashMap<NodeId, NodeId> {
+    let mut contribs: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    let mut adjoints = HashMap::new();
+    if !dep.get(g, root) {
+        return adjoints;
+    }
+    contribs.insert(root, vec![seed]);
+    for i in (0..=root.index()).rev() {
+        let v = NodeId(i as u32);
+        let Some(list) = contribs.remove(&v) else { continue };
+        let mut adj = list[0];
+        for c in &list[1..] {
+            adj = g.bin(Op::Add, adj, *c);
+        }
+        adjoints.insert(v, adj);
+        let node = g.node(v);
+        let parent_kind = g.kind(v);
+        for (slot, child) in node.children().iter().enumerate() {
+            if !dep.get(g, *child) {
+                continue;
+            }
+            let Some(mut c) = local_adjoint(g, v, slot, adj) else { continue };
+            if parent_kind == Kind::Class && g.kind(*child) < Kind::Class && node.op.is_elementwise() {
+                // The child was broadcast over the classes of its row.
+                c = g.un(Op::RowSum, c);
+            }
+            contribs.entry(*child).or_default().push(c);
+        }
+    }
+    adjoints
+}
+
+/// Applies `f` to `t`, pushing it inside selects that have a zero branch (at any
+/// depth, through sums and negations), so that the unselected side stays exactly 0
+/// whatever `f` multiplies by. `f(where(c, a, b)) = where(c, f(a), f(b))` for every
+/// elementwise `f`, so this changes no value where the partial is finite.
+fn through(g: &mut Graph, t: NodeId, f: &mut dyn FnMut(&mut Graph, NodeId) -> NodeId) -> NodeId {
+    if !has_zero_select(g, t) {
+        return f(g, t);
+    }
+    let node = g.node(t);
+    match node.op {
+        Op::Where => {
+            let [c, a, b] = node.args;
+            let a = if g.constant(a) == Some(0.0) { a } else { through(g, a, f) };
+            let b = if g.constant(b) == Some(0.0) { b } else { through(g, b, f) };
+            g.select(c, a, b)
+        }
+        Op::Add => {
+            let a = through(g, node.args[0], f);
+            let b = through(g, node.args[1], f);
+            g.bin(Op::Add, a, b)
+        }
+        Op::Neg => {
+            let a = through(g, node.args[0], f);
+            g.un(Op::Neg, a)
+        }
+        _ => f(g, t),
+    }
+}
+
+/// True when `t` is a select with a zero branch, possibly under sums and negations.
+fn has_zero_select(g: &Graph, t: NodeId) -> bool {
+    let node = g.node(t);
+    match node.op {
+        Op::Where => {
+            let [_, a, b] = node.args;
+            g.constant(a) == Some(0.0) || g.constant(b) == Some(0.0) || has_zero_select(g, a) || has_zero_select(g, b)
+        }
+        Op::Add => has_zero_select(g, node.args[0]) || has_zero_select(g, node.args[1]),
+        Op::Neg => has_zero_select(g, node.args[0]),
+        _ => false,
+    }
+}
+
+fn mul(g: &mut Graph, t: NodeId, p: NodeId) -> NodeId {
+    through(g, t, &mut |g, t| g.bin(Op::Mul, p, t))
+}
+
+fn div(g: &mut Graph, t: NodeId, q: NodeId) -> NodeId {
+    through(g, t, &mut |g, t| g.bin(Op::Div, t, q))
+}
+
+/// The contribution of adjoint (or tangent) `t` of node `v` to child `slot`:
+/// the local partial derivative applied to `t`. `None` when the partial is 0.
+fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<NodeId> {
+    let node = g.node(v);
+    let [x, y, z] = node.args;
+    let zero = g.cst(0.0);
+    Some(match (node.op, slot) {
+        (Op::Neg, _) => g.un(Op::Neg, t),
+        (Op::Abs, _) => {
+            let s = g.un(Op::Sign, x);
+            mul(g, t, s)
+        }
+        (Op::Sqrt, _) => {
+            let two_v = {
+                let two = g.cst(2.0);
+                g.bin(Op::Mul, two, v)
+            };
+            div(g, t, two_v)
+        }
+        (Op::Exp, _) => mul(g, t, v),
+        (Op::Log, _) => div(g, t, x),
+        (Op::Log1p, _) => {
+            let one = g.cst(1.0);
+            let d = g.bin(Op::Add, one, x);
+            div(g, t, d)
+        }
+        (Op::Expm1, _) => {
+            let e = g.un(Op::Exp, x);
+            mul(g, t, e)
+        }
+        (Op::Sin, _) => {
+            let c = g.un(Op::Cos, x);
+            mul(g, t, c)
+        }
+        (Op::Cos, _) => {
+            let s = g.un(Op::Sin, x);
+            let m = mul(g, t, s);
+            g.un(Op::Neg, m)
+        }
+        (Op::Tanh, _) => {
+            // 1 - tanh² as 1/cosh²: no cancellation where tanh rounds to ±1.
+            let c = g.un(Op::Cosh, x);
+            let c2 = g.un(Op::Square, c);
+            div(g, t, c2)
+        }
+        (Op::Cosh, _) => {
+            let s = g.un(Op::Sinh, x);
+            mul(g, t, s)
+        }
+        (Op::Sinh, _) => {
+            let c = g.un(Op::Cosh, x);
+            mul(g, t, c)
+        }
+        (Op::Sigmoid, _) => {
+            // σ(x)σ(-x): accurate in both tails, unlike σ(1-σ).
+            let nx = g.un(Op::Neg, x);
+            let s = g.un(Op::Sigmoid, nx);
+            let p = g.bin(Op::Mul, v, s);
+            mul(g, t, p)
+        }
+        (Op::LogSigmoid, _) => {
+            let nx = g.un(Op::Neg, x);
+            let s = g.un(Op::Sigmoid, nx);
+            mul(g, t, s)
+        }
+        (Op::Softplus, _) => {
+            let s = g.un(Op::Sigmoid, x);
+            mul(g, t, s)
+        }
+        (Op::Relu, _) => {
+            let c = g.bin(Op::Gt, x, zero);
+            g.select(c, t, zero)
+        }
+        (Op::Square, _) => {
+            let two = g.cst(2.0);
+            let d = g.bin(Op::Mul, two, x);
+            mul(g, t, d)
+        }
+        (Op::Sign | Op::Not | Op::StopGradient, _) => return None,
+        (Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::And | Op::Or, _) => return None,
+        (Op::Add, _) => t,
+        (Op::Sub, 0) => t,
+        (Op::Sub, _) => g.un(Op::Neg, t),
+        (Op::Mul, 0) => mul(g, t, y),
+        (Op::Mul, _) => mul(g, t, x),
+        (Op::Div, 0) => div(g, t, y),
+        (Op::Div, _) => {
+            // -(t/y)·v
+            let q = div(g, t, y);
+            let m = mul(g, q, v);
+            g.un(Op::Neg, m)
+        }
+        (Op::Pow, 0) => {
+            let one = g.cst(1.0);
+            let e = g.bin(Op::Sub, y, one);
+            let pw = g.bin(Op::Pow, x, e);
+            let d = g.bin(Op::Mul, y, pw);
+            mul(g, t, d)
+        }
+        (Op::Pow, _) => {
+            let l = g.un(Op::Log, x);
+            let d = g.bin(Op::Mul, v, l);
+            mul(g, t, d)
+        }
+        (Op::Max | Op::Min, _) => {
+            // The winner takes all; a tie splits evenly.
+            let (me, other) = if slot == 0 { (x, y) } else { (y, x) };
+            let wins = g.bin(if node.op == Op::Max { Op::Gt } else { Op::Lt }, me, other);
+            let tie = g.bin(Op::Eq, me, other);
+            let half = g.cst(0.5);
+            let h = mul(g, t, half);
+            let tie_part = g.select(tie, h, zero);
+            g.select(wins, t, tie_part)
+        }
+        (Op::Xlogy, 0) => {
+            // PyTorch: grad · xlogy(a != 0, b), so 0 where a = 0.
+            let nz = g.bin(Op::Ne, x, zero);
+            let l = g.un(Op::Log, y);
+            let m = mul(g, t, l);
+            g.select(nz, m, zero)
+        }
+        (Op::Xlogy, _) => {
+            let m = mul(g, t, x);
+            div(g, m, y)
+        }
+        (Op::StraightThrough, 0) => return None,
+        (Op::StraightThrough, _) => t,
+        (Op::Where, 0) => return None,
+        (Op::Where, 1) => g.select(x, t, zero),
+        (Op::Where, _) => g.select(x, zero, t),
+        (Op::Clamp, 0) => {
+            let above = g.bin(Op::Gt, x, y);
+            let below = g.bin(Op::Lt, x, z);
+            let inside = g.bin(Op::And, above, below);
+            g.select(inside, t, zero)
+        }
+        (Op::Clamp, 1) => {
+            let c = g.bin(Op::Lt, x, y);
+            g.select(c, t, zero)
+        }
+        (Op::Clamp, _) => {
+            let c = g.bin(Op::Gt, x, z);
+            g.select(c, t, zero)
+        }
+        (Op::RowSum, _) => t,
+        (Op::RowMean, _) => {
+            let c = g.leaf(Op::NumClasses, Kind::Uniform);
+            div(g, t, c)
+        }
+        (Op::RowMax | Op::RowMin, _) => {
+            let at = g.bin(Op::Eq, x, v);
+            let count = g.un(Op::RowSum, at);
+            let share = div(g, t, count);
+            g.select(at, share, zero)
+        }
+        (Op::RowLogSumExp, _) => {
+            let s = g.un(Op::Softmax, x);
+            mul(g, t, s)
+        }
+        (Op::RowNorm, _) => {
+            let is_zero = g.bin(Op::Eq, v, zero);
+            let q = div(g, t, v);
+            let m = mul(g, q, x);
+            g.select(is_zero, zero, m)
+        }
+        (Op::Softmax, _) => {
+            let tv = g.bin(Op::Mul, t, v);
+            let s = g.un(Op::RowSum, tv);
+            let d = g.bin(Op::Sub, t, s);
+            g.bin(Op::Mul, v, d)
+        }
+        (Op::LogSoftmax, _) => {
+            let s = g.un(Op::Softmax, x);
+            let st = g.un(Op::RowSum, t);
+            let m = g.bin(Op::Mul, s, st);
+            g.bin(Op::Sub, t, m)
+        }
+        (Op::Gather, 0) => {
+            let ci = g.leaf(Op::ClassIndex, Kind::Class);
+            let at = g.bin(Op::Eq, ci, y);
+            g.select(at, t, zero)
+        }
+        (Op::Gather, _) => return None,
+        (Op::Const(_) | Op::Input(_) | Op::NumClasses | Op::ClassIndex | Op::Seed, _) => return None,
+        (Op::BatchAll | Op::BatchAny | Op::BatchSum, _) => return None,
+    })
+}
+
+/// ∂v_i/∂p_i for every element i (the diagonal of v's Jacobian with respect to `p`),
+/// for `v` the gradient of the loss: the Hessian diagonal. `None` when it is 0.
+///
+/// Elementwise nodes take the chain rule forward; a node that mixes a row
+/// (class-axis reductions, `x[k]`) takes the full gradient of its row value by
+/// reverse mode, whose i-th entry is exactly ∂v/∂p_i.
+fn diag_derivative(g: &mut Graph, target: NodeId, p: NodeId, dep: &mut Dependence) -> Option<NodeId> {
+    let mut tangent: HashMap<NodeId, NodeId> = HashMap::new();
+    let one = g.cst(1.0);
+    for i in 0..=target.index() {
+        let v = NodeId(i as u32);
+        if !dep.get(g, v) {
+            continue;
+        }
+        if v == p {
+            tangent.insert(v, one);
+            continue;
+        }
+        let node = g.node(v);
+        let t = match node.op {
+            op if op.is_row_reduction() || op == Op::Gather => row_gradient(g, v, p),
+            Op::LogSoftmax => log_softmax_tangent(g, node.args[0], p, &tangent),
+            Op::Softmax => log_softmax_tangent(g, node.args[0], p, &tangent).map(|t| g.bin(Op::Mul, v, t)),
+            _ => {
+                let mut acc: Option<NodeId> = None;
+                for (slot, child) in node.children().iter().enumerate() {
+                    let Some(tc) = tangent.get(child).copied() else { continue };
+                    let Some(c) = local_adjoint(g, v, slot, tc) else { continue };
+                    acc = Some(match acc {
+                        Some(a) => g.bin(Op::Add, a, c),
+                        None => c,
+                    });
+                }
+                acc
+            }
+        };
+        if let Some(t) = t {
+            tangent.insert(v, t);
+        }
+    }
+    tangent.get(&target).copied()
+}
+
+fn row_gradient(g: &mut Graph, v: NodeId, p: NodeId) -> Option<NodeId> {
+    let one = g.cst(1.0);
+    let mut dep = Dependence::new(vec![p]);
+    reverse(g, v, one, &mut dep).get(&p).copied()
+}
+
+fn log_softmax_tangent(g: &mut Graph, x: NodeId, p: NodeId, tangent: &HashMap<NodeId, NodeId>) -> Option<NodeId> {
+    let lse = g.un(Op::RowLogSumExp, x);
+    let t_lse = row_gradient(g, lse, p);
+    match (tangent.get(&x).copied(), t_lse) {
+        (Some(a), Some(b)) => Some(g.bin(Op::Sub, a, b)),
+        (Some(a), None) => Some(a),
+        (None, Some(b)) => Some(g.un(Op::Neg, b)),
+        (None, None) => None,
+    }
+}

@@ -1,0 +1,543 @@
+//! The expression graph: a hash-consed DAG of plain nodes in a `Vec`, addressed by `NodeId(u32)`.
+//!
+//! Invariant: children precede parents, so every pass walks node indices in order
+//! (or in reverse) and never recurses. Constants are stored by canonical f64 bits so
+//! `Eq`/`Hash` are sound. Building a node applies local simplifications that are exact
+//! for every input, infinities and NaN included (see [`Graph::add`]).
+//!
+//! Invariant: `ir` knows nothing about Cranelift or the AST.
+
+pub mod lower;
+pub mod print;
+
+use std::collections::HashMap;
+
+use crate::math::{self, Real};
+
+/// Index of a node in its [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// Placeholder for an unused child slot.
+    pub const NONE: NodeId = NodeId(u32::MAX);
+
+    /// The index as `usize`.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The compute type, which also decides how constants fold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// IEEE single precision: every operation rounds to f32.
+    F32,
+    /// IEEE double precision.
+    F64,
+}
+
+impl Dtype {
+    /// `"f32"` or `"f64"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+
+    /// Rounds `x` to this dtype (and back to f64).
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            Dtype::F32 => f64::from(f32::from_f64(x)),
+            Dtype::F64 => x,
+        }
+    }
+}
+
+/// How a value varies over the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// One value for the whole call (constants, scalar params, `batch_*`).
+    Uniform,
+    /// One value per row (per element when no input has a class axis).
+    Row,
+    /// One value per class of each row.
+    Class,
+}
+
+/// Operations. Arity is fixed per op (see [`Op::arity`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A constant, by f64 bits (already rounded to the graph's dtype).
+    Const(u64),
+    /// Input number `n` of the program (pred, target or vector param).
+    Input(u16),
+    /// The number of classes `C` (known at call time).
+    NumClasses,
+    /// The class position 0..C of each element of a row.
+    ClassIndex,
+    /// The upstream gradient of each loss value (1/Σ D for mean, ...), supplied per call.
+    Seed,
+    /// `-x`
+    Neg,
+    /// `abs`
+    Abs,
+    /// `sign`
+    Sign,
+    /// `sqrt`
+    Sqrt,
+    /// `exp`
+    Exp,
+    /// `log`
+    Log,
+    /// `log1p`
+    Log1p,
+    /// `expm1`
+    Expm1,
+    /// `sin`
+    Sin,
+    /// `cos`
+    Cos,
+    /// `tanh`
+    Tanh,
+    /// `cosh`
+    Cosh,
+    /// `sinh` (internal: the derivative of `cosh`)
+    Sinh,
+    /// `sigmoid`
+    Sigmoid,
+    /// `log_sigmoid`
+    LogSigmoid,
+    /// `softplus`
+    Softplus,
+    /// `relu`
+    Relu,
+    /// `square`
+    Square,
+    /// `not`
+    Not,
+    /// `stop_gradient`: the value, no gradient.
+    StopGradient,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `^` and `pow`
+    Pow,
+    /// `maximum`
+    Max,
+    /// `minimum`
+    Min,
+    /// `xlogy(a, b)`: 0 where a = 0 (and b is not NaN), else a·log b.
+    Xlogy,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `and`
+    And,
+    /// `or`
+    Or,
+    /// `straight_through(v, s)`: the value of v, the derivatives of s.
+    StraightThrough,
+    /// `where(c, a, b)`
+    Where,
+    /// `clamp(x, lo, hi)`
+    Clamp,
+    /// `sum` over the class axis.
+    RowSum,
+    /// `mean` over the class axis.
+    RowMean,
+    /// `max` over the class axis.
+    RowMax,
+    /// `min` over the class axis.
+    RowMin,
+    /// `logsumexp` over the class axis.
+    RowLogSumExp,
+    /// `norm` (L2) over the class axis.
+    RowNorm,
+    /// `softmax` of a row.
+    Softmax,
+    /// `log_softmax` of a row.
+    LogSoftmax,
+    /// `x[k]`: element k of each row; args (x, k).
+    Gather,
+    /// `batch_all(c)`
+    BatchAll,
+    /// `batch_any(c)`
+    BatchAny,
+    /// `batch_sum(e)`
+    BatchSum,
+}
+
+impl Op {
+    /// Number of children.
+    pub fn arity(self) -> usize {
+        use Op::*;
+        match self {
+            Const(_) | Input(_) | NumClasses | ClassIndex | Seed => 0,
+            Neg | Abs | Sign | Sqrt | Exp | Log | Log1p | Expm1 | Sin | Cos | Tanh | Cosh | Sinh | Sigmoid
+            | LogSigmoid | Softplus | Relu | Square | Not | StopGradient | RowSum | RowMean | RowMax | RowMin
+            | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum => 1,
+            Add | Sub | Mul | Div | Pow | Max | Min | Xlogy | Lt | Le | Gt | Ge | Eq | Ne | And | Or
+            | StraightThrough | Gather => 2,
+            Where | Clamp => 3,
+        }
+    }
+
+    /// True for ops computed independently on each element.
+    pub fn is_elementwise(self) -> bool {
+        use Op::*;
+        !matches!(
+            self,
+            Const(_)
+                | Input(_)
+                | NumClasses
+                | ClassIndex
+                | Seed
+                | RowSum
+                | RowMean
+                | RowMax
+                | RowMin
+                | RowLogSumExp
+                | RowNorm
+                | Softmax
+                | LogSoftmax
+                | Gather
+                | BatchAll
+                | BatchAny
+                | BatchSum
+        )
+    }
+
+    /// True for the class-axis reductions (a row in, one value out).
+    pub fn is_row_reduction(self) -> bool {
+        matches!(self, Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowLogSumExp | Op::RowNorm)
+    }
+
+    /// True for the whole-call reductions.
+    pub fn is_batch(self) -> bool {
+        matches!(self, Op::BatchAll | Op::BatchAny | Op::BatchSum)
+    }
+
+    /// The function name as written in the language (operators included).
+    pub fn name(self) -> &'static str {
+        use Op::*;
+        match self {
+            Const(_) => "const",
+            Input(_) => "input",
+            NumClasses => "C",
+            ClassIndex => "class_index",
+            Seed => "seed",
+            Neg => "-",
+            Abs => "abs",
+            Sign => "sign",
+            Sqrt => "sqrt",
+            Exp => "exp",
+            Log => "log",
+            Log1p => "log1p",
+            Expm1 => "expm1",
+            Sin => "sin",
+            Cos => "cos",
+            Tanh => "tanh",
+            Cosh => "cosh",
+            Sinh => "sinh",
+            Sigmoid => "sigmoid",
+            LogSigmoid => "log_sigmoid",
+            Softplus => "softplus",
+            Relu => "relu",
+            Square => "square",
+            Not => "not",
+            StopGradient => "stop_gradient",
+            Add => "+",
+            Sub => "-",
+            Mul => "*",
+            Div => "/",
+            Pow => "^",
+            Max => "maximum",
+            Min => "minimum",
+            Xlogy => "xlogy",
+            Lt => "<",
+            Le => "<=",
+            Gt => ">",
+            Ge => ">=",
+            Eq => "==",
+            Ne => "!=",
+            And => "and",
+            Or => "or",
+            StraightThrough => "straight_through",
+            Where => "where",
+            Clamp => "clamp",
+            RowSum => "sum",
+            RowMean => "mean",
+            RowMax => "max",
+            RowMin => "min",
+            RowLogSumExp => "logsumexp",
+            RowNorm => "norm",
+            Softmax => "softmax",
+            LogSoftmax => "log_softmax",
+            Gather => "gather",
+            BatchAll => "batch_all",
+            BatchAny => "batch_any",
+            BatchSum => "batch_sum",
+        }
+    }
+
+    /// True when the op's value is always 0 or 1.
+    pub fn is_boolean(self) -> bool {
+        matches!(
+            self,
+            Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::And
+                | Op::Or
+                | Op::Not
+                | Op::BatchAll
+                | Op::BatchAny
+        )
+    }
+}
+
+/// One node: an op and its children (unused slots hold [`NodeId::NONE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    /// The operation.
+    pub op: Op,
+    /// Children, `op.arity()` of them used.
+    pub args: [NodeId; 3],
+}
+
+impl Node {
+    /// The used children.
+    pub fn children(&self) -> &[NodeId] {
+        &self.args[..self.op.arity()]
+    }
+}
+
+/// The hash-consed DAG.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    kinds: Vec<Kind>,
+    dedup: HashMap<Node, NodeId>,
+    /// How constants fold.
+    pub dtype: Dtype,
+    /// Kind of each input, by input number.
+    input_kinds: Vec<Kind>,
+}
+
+/// Most nodes one graph may hold (source, gradients and Hessians together).
+pub const MAX_NODES: usize = 1 << 20;
+
+impl Graph {
+    /// An empty graph whose inputs have the given kinds.
+    pub fn new(dtype: Dtype, input_kinds: Vec<Kind>) -> Graph {
+        Graph { nodes: Vec::new(), kinds: Vec::new(), dedup: HashMap::new(), dtype, input_kinds }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node.
+    pub fn node(&self, id: NodeId) -> Node {
+        self.nodes[id.index()]
+    }
+
+    /// All nodes in index order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// How the node's value varies.
+    pub fn kind(&self, id: NodeId) -> Kind {
+        self.kinds[id.index()]
+    }
+
+    /// Replaces the list of input kinds (lowering grows it as inputs are declared).
+    pub(crate) fn set_input_kinds(&mut self, kinds: Vec<Kind>) {
+        self.input_kinds = kinds;
+    }
+
+    /// Kind of input `n`.
+    pub fn input_kind(&self, n: u16) -> Kind {
+        self.input_kinds[n as usize]
+    }
+
+    /// The constant's value, if the node is one.
+    pub fn constant(&self, id: NodeId) -> Option<f64> {
+        match self.nodes[id.index()].op {
+            Op::Const(bits) => Some(f64::from_bits(bits)),
+            _ => None,
+        }
+    }
+
+    /// A constant, rounded to the graph's dtype.
+    pub fn cst(&mut self, x: f64) -> NodeId {
+        let v = self.dtype.round(x);
+        let v = if v.is_nan() { f64::NAN } else { v };
+        self.intern(Node { op: Op::Const(v.to_bits()), args: [NodeId::NONE; 3] }, Kind::Uniform)
+    }
+
+    /// A leaf node (input, `C`, class index, seed of a given kind).
+    pub fn leaf(&mut self, op: Op, kind: Kind) -> NodeId {
+        self.intern(Node { op, args: [NodeId::NONE; 3] }, kind)
+    }
+
+    /// Unary op.
+    pub fn un(&mut self, op: Op, a: NodeId) -> NodeId {
+        self.add(op, &[a])
+    }
+
+    /// Binary op.
+    pub fn bin(&mut self, op: Op, a: NodeId, b: NodeId) -> NodeId {
+        self.add(op, &[a, b])
+    }
+
+    /// `where(c, a, b)`.
+    pub fn select(&mut self, c: NodeId, a: NodeId, b: NodeId) -> NodeId {
+        self.add(Op::Where, &[c, a, b])
+    }
+
+    fn is_const(&self, id: NodeId, v: f64) -> bool {
+        self.constant(id).is_some_and(|c| c == v && (c != 0.0 || c.is_sign_positive() == v.is_sign_positive()))
+    }
+
+    /// Adds a node after folding constants and applying exact local simplifications:
+    /// `x+(-0)`, `x-0`, `x*1`, `x/1`, `x^1`, `--x`, `where` on a constant or equal branches,
+    /// `stop_gradient` of a constant, row reductions of row-constant values.
+    /// None of them changes a result for any input, infinities and NaN included
+    /// (`x + 0` is applied only for `+0`… see the note on signed zeros in ARCHITECTURE.md).
+    pub fn add(&mut self, op: Op, args: &[NodeId]) -> NodeId {
+        debug_assert_eq!(args.len(), op.arity());
+        if let Some(id) = self.simplify(op, args) {
+            return id;
+        }
+        let mut slots = [NodeId::NONE; 3];
+        slots[..args.len()].copy_from_slice(args);
+        let kind = self.result_kind(op, args);
+        self.intern(Node { op, args: slots }, kind)
+    }
+
+    fn result_kind(&self, op: Op, args: &[NodeId]) -> Kind {
+        match op {
+            _ if op.is_row_reduction() => Kind::Row,
+            Op::Gather => Kind::Row,
+            Op::Softmax | Op::LogSoftmax => Kind::Class,
+            _ if op.is_batch() => Kind::Uniform,
+            _ => args.iter().map(|a| self.kind(*a)).max().unwrap_or(Kind::Uniform),
+        }
+    }
+
+    fn simplify(&mut self, op: Op, args: &[NodeId]) -> Option<NodeId> {
+        let consts: Vec<Option<f64>> = args.iter().map(|a| self.constant(*a)).collect();
+        if op.is_elementwise() && !args.is_empty() && consts.iter().all(Option::is_some) {
+            let c: Vec<f64> = consts.iter().map(|c| c.unwrap_or(f64::NAN)).collect();
+            let v = match self.dtype {
+                Dtype::F64 => fold::<f64>(op, &c),
+                Dtype::F32 => fold::<f32>(op, &c),
+            };
+            return Some(self.cst(v));
+        }
+        let a = args.first().copied().unwrap_or(NodeId::NONE);
+        let b = args.get(1).copied().unwrap_or(NodeId::NONE);
+        match op {
+            // x + (-0) and x - (+0) are x for every x, signed zeros included.
+            Op::Add if self.is_const(b, -0.0) => Some(a),
+            Op::Add if self.is_const(a, -0.0) => Some(b),
+            Op::Add if self.node(b).op == Op::Neg => Some(self.bin(Op::Sub, a, self.node(b).args[0])),
+            Op::Sub if self.is_const(b, 0.0) => Some(a),
+            Op::Sub if self.node(b).op == Op::Neg => Some(self.bin(Op::Add, a, self.node(b).args[0])),
+            Op::Mul if self.is_const(b, 1.0) => Some(a),
+            Op::Mul if self.is_const(a, 1.0) => Some(b),
+            Op::Mul if self.is_const(a, -1.0) => Some(self.un(Op::Neg, b)),
+            Op::Mul if self.is_const(b, -1.0) => Some(self.un(Op::Neg, a)),
+            // Constants first in products, for readable output.
+            Op::Mul if consts[1].is_some() && consts[0].is_none() => Some(self.bin(Op::Mul, b, a)),
+            Op::Div if self.is_const(b, 1.0) => Some(a),
+            Op::Pow if self.is_const(b, 1.0) => Some(a),
+            Op::Neg if self.node(a).op == Op::Neg => Some(self.node(a).args[0]),
+            Op::StopGradient if consts[0].is_some() => Some(a),
+            Op::Where => {
+                let (x, y) = (args[1], args[2]);
+                if let Some(cv) = consts[0] {
+                    return Some(if math::is_true(cv) { x } else { y });
+                }
+                if x == y {
+                    return Some(x);
+                }
+                None
+            }
+            Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowNorm | Op::RowLogSumExp
+                if self.kind(a) != Kind::Class =>
+            {
+                // The row holds C copies of the same value.
+                Some(match op {
+                    Op::RowSum => {
+                        let c = self.leaf(Op::NumClasses, Kind::Uniform);
+                        self.bin(Op::Mul, c, a)
+                    }
+                    Op::RowNorm => {
+                        let c = self.leaf(Op::NumClasses, Kind::Uniform);
+                        let s = self.un(Op::Sqrt, c);
+                        let m = self.un(Op::Abs, a);
+                        self.bin(Op::Mul, s, m)
+                    }
+                    Op::RowLogSumExp => {
+                        let c = self.leaf(Op::NumClasses, Kind::Uniform);
+                        let l = self.un(Op::Log, c);
+                        self.bin(Op::Add, a, l)
+                    }
+                    _ => a,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn intern(&mut self, node: Node, kind: Kind) -> NodeId {
+        if let Some(id) = self.dedup.get(&node) {
+            return *id;
+        }
+        // Graph size is limited by the caller (lowering and differentiation check
+        // `len()` against MAX_NODES); u32 ids cannot overflow below that.
+        let id = NodeId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX - 1));
+        self.nodes.push(node);
+        self.kinds.push(kind);
+        self.dedup.insert(node, id);
+        id
+    }
+}
+
+fn fold<T: Real>(op: Op, c: &[f64]) -> f64 {
+    let a: Vec<T> = c.iter().map(|x| T::from_f64(*x)).collect();
+    let v = match a.len() {
+        1 => math::apply_unary(op, a[0]),
+        2 => math::apply_binary(op, a[0], a[1]),
+        _ => math::apply_ternary(op, a[0], a[1], a[2]),
+    };
+    v.to_f64()
+}
