@@ -53,11 +53,20 @@ pub struct CompileOptions {
 /// where it has one. Warnings of a successful compile are in [`Program::warnings`].
 pub fn compile(source: &str, options: &CompileOptions) -> Result<Program, Vec<Diagnostic>> {
     let (file, mut diags) = syntax::parse(source);
+    let lower_options = ir::lower::LowerOptions { dtype: options.dtype, params: &options.params };
+    let lowered = ir::lower::lower(&file, &lower_options);
     if diags.iter().any(Diagnostic::is_error) {
+        // Report what the parsed statements get wrong too, except the echoes of
+        // statements that did not parse (their names are unknown, the loss may be missing).
+        if let Err(errs) = lowered {
+            let echo =
+                |d: &Diagnostic| d.message.starts_with("unknown name") || d.message.starts_with("the file has no loss");
+            diags.extend(errs.into_iter().filter(|d| !echo(d)));
+            diags.sort_by_key(|d| d.span.map(|s| s.start));
+        }
         return Err(diags);
     }
-    let lower_options = ir::lower::LowerOptions { dtype: options.dtype, params: &options.params };
-    let mut program = match ir::lower::lower(&file, &lower_options) {
+    let mut program = match lowered {
         Ok(p) => p,
         Err(mut errs) => {
             diags.append(&mut errs);

@@ -215,6 +215,8 @@ pub fn lower(file: &ast::File, options: &LowerOptions<'_>) -> Result<Program, Ve
         ));
     }
     if lw.diags.iter().any(Diagnostic::is_error) {
+        // Warnings after errors are mostly their echoes.
+        lw.diags.retain(Diagnostic::is_error);
         return Err(lw.diags);
     }
     let warnings = lw.diags;
@@ -329,9 +331,9 @@ impl Lowerer<'_> {
         }
         if let Some(ax) = &h.class_axis {
             if ax.name != "C" {
+                // Reported, then declared as `[C]` so later uses do not cascade.
                 self.diags
                     .push(Diagnostic::error(ax.span, format!("the class axis is written `[C]`, not `[{}]`", ax.name)));
-                return;
             }
         }
         let index = match &h.ty {

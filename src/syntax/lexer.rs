@@ -61,6 +61,24 @@ pub(crate) fn unclosed_brackets(tokens: &[Spanned<'_>]) -> Vec<Span> {
     open
 }
 
+/// The innermost bracket still open just before byte `pos`.
+pub(crate) fn open_bracket_at(tokens: &[Spanned<'_>], pos: u32) -> Option<Span> {
+    let mut open = Vec::new();
+    for (start, tok, end) in tokens.iter().flatten() {
+        if *start >= pos as usize {
+            break;
+        }
+        match tok {
+            Token::LParen | Token::LBracket => open.push(Span::new(*start, *end)),
+            Token::RParen | Token::RBracket => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

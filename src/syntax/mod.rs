@@ -60,6 +60,7 @@ pub fn parse(text: &str) -> (ast::File, Vec<Diagnostic>) {
         tokens.pop();
     }
     let unclosed = lexer::unclosed_brackets(&tokens);
+    let tokens_for_brackets = tokens.clone();
     let parser = grammar::FileParser::new();
     let mut parse_diags = Vec::new();
     let file = match parser.parse(&mut parse_diags, tokens) {
@@ -74,9 +75,18 @@ pub fn parse(text: &str) -> (ast::File, Vec<Diagnostic>) {
         if lex_errors.iter().any(|e| Some(e.span) == d.span) {
             continue;
         }
+        let at = d.span.map_or(u32::MAX, |s| s.start);
         if d.message.starts_with("unexpected end of file") {
             if let Some(open) = unclosed.last() {
                 d = d.with_secondary(*open, "this bracket is never closed");
+            }
+        } else if let Some(open) = lexer::open_bracket_at(&tokens_for_brackets, at) {
+            // Line breaks inside brackets do not end a statement, so a missing `)`
+            // shows up on a later line: point at the bracket.
+            if text.get(open.end as usize..at as usize).is_some_and(|between| between.contains('\n')) {
+                d = d
+                    .with_secondary(open, "this bracket is not closed before the next line")
+                    .with_note("help: close the bracket, or remove it");
             }
         }
         diags.push(d);
@@ -101,10 +111,15 @@ fn parse_error(err: &LalrError<'_>) -> Diagnostic {
                 Token::Newline | Token::Semi => "end of statement".to_string(),
                 other => other.to_string(),
             };
-            let mut d = Diagnostic::error(
-                Span::new(*l, *r),
-                format!("unexpected {what}, expected {}", expected_list(expected)),
-            );
+            // A lone `(` means lalrpop listed only the shifts of a state that would
+            // otherwise reduce: such a list would mislead, so leave it out.
+            let only_call = expected.len() == 1 && expected[0] == "\"(\"";
+            let msg = if only_call {
+                format!("unexpected {what}")
+            } else {
+                format!("unexpected {what}, expected {}", expected_list(expected))
+            };
+            let mut d = Diagnostic::error(Span::new(*l, *r), msg);
             if matches!(tok, Token::Ident(_)) && expected.iter().any(|e| e == "\"\\n\"") {
                 d = d.with_note("help: an operator may be missing between two names (`a b` is not `a*b`)");
             }
@@ -253,7 +268,10 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
+        // Parentheses add no tree levels; calls do.
         let text = format!("{}x{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(errors(&text).is_empty());
+        let text = format!("{}x{}", "exp(".repeat(5000), ")".repeat(5000));
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         let text = format!("{}x", "-".repeat(100_000));
