@@ -69,6 +69,7 @@ pub enum Command {
 #[allow(missing_docs)]
 pub enum ReduceArg {
     Mean,
+    #[value(name = "mean_or_zero")]
     MeanOrZero,
     Sum,
     None,

@@ -184,7 +184,7 @@ mod tests {
         assert!(parse_npy(p, b"hello").is_err());
         let header = b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }";
         let mut bytes = header.to_vec();
-        while (bytes.len() + 1) % 64 != 0 {
+        while !(bytes.len() + 1).is_multiple_of(64) {
             bytes.push(b' ');
         }
         bytes.push(b'\n');

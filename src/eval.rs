@@ -276,10 +276,12 @@ impl<'a, T: Real> Interp<'a, T> {
             ReduceMode::BatchMean => Some(self.batch as f64),
             ReduceMode::Sum | ReduceMode::None => None,
         };
-        self.seed_uniform = match (self.mode, denom) {
-            (ReduceMode::MeanOrZero, Some(d)) if d == 0.0 => T::ZERO,
-            (_, Some(d)) => T::from_f64(1.0 / d),
-            _ => T::ONE,
+        // mean_or_zero over nothing is 0, with zero gradient (Keras's divide_no_nan).
+        let nothing = self.mode == ReduceMode::MeanOrZero && denom == Some(0.0);
+        self.seed_uniform = match denom {
+            _ if nothing => T::ZERO,
+            Some(d) => T::from_f64(1.0 / d),
+            None => T::ONE,
         };
         let n_items = if prog.loss_kind == Kind::Class { self.rows * self.classes } else { self.rows };
         if let Some(up) = &self.opts.upstream {
@@ -322,7 +324,7 @@ impl<'a, T: Real> Interp<'a, T> {
         let total = acc.sum();
         let loss = match (self.mode, denom) {
             (ReduceMode::None, _) => LossValue::PerItem(per_item),
-            (ReduceMode::MeanOrZero, Some(d)) if d == 0.0 => LossValue::Scalar(0.0),
+            _ if nothing => LossValue::Scalar(0.0),
             (_, Some(d)) => LossValue::Scalar(T::from_f64(total / d).to_f64()),
             (_, None) => LossValue::Scalar(T::from_f64(total).to_f64()),
         };

@@ -128,12 +128,10 @@ fn inputs(prog: &Program, case: &Case, rng: &mut Rng) -> Vec<(String, Array)> {
     out
 }
 
-fn run(
-    prog: &Program,
-    data: &[(String, Array)],
-    reduce: ReduceMode,
-    grad: bool,
-) -> (f64, Vec<(String, Vec<f64>)>, Vec<(String, Vec<f64>)>) {
+/// Per-pred values, by name.
+type PerPred = Vec<(String, Vec<f64>)>;
+
+fn run(prog: &Program, data: &[(String, Array)], reduce: ReduceMode, grad: bool) -> (f64, PerPred, PerPred) {
     let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce: Some(reduce), grad, hess: grad, upstream: None };
     let out = evaluate(prog, &refs, &opts).unwrap_or_else(|d| panic!("{d:?}"));

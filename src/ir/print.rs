@@ -128,7 +128,8 @@ impl<'g> Printer<'g> {
             | Op::And
             | Op::Or => {
                 let p = prec(node.op);
-                let right_p = if p == 4 { p + 1 } else { p + 1 };
+                // Left-associative; comparisons do not associate at all.
+                let right_p = p + 1;
                 let left_p = if p == 4 { p + 1 } else { p };
                 let sep = match node.op {
                     Op::Mul | Op::Div => node.op.name().to_string(),

@@ -23,6 +23,7 @@ pub struct Ident {
 
 /// One statement.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built once per file; boxing buys nothing
 pub enum Stmt {
     /// `pred`, `target` or `param` declaration, or `reduce` (a header statement).
     Header(Header),
