@@ -1,5 +1,6 @@
 //! Command-line definitions (clap) and the `check`, `eval` and `list` commands.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -109,22 +110,22 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-/// Runs a parsed command line; `Err` carries what to print and the exit code.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs a parsed command line: `Ok` carries what to print on stdout, `Err` what to
+/// print on stderr (exit 1).
+pub fn run(cli: Cli) -> Result<String, Failure> {
+    let mut out = String::new();
     match cli.command {
-        Command::Check { spec, args, no_stabilize, hess } => check(&spec, &args, no_stabilize, hess),
+        Command::Check { spec, args, no_stabilize, hess } => check(&mut out, &spec, &args, no_stabilize, hess)?,
         Command::Eval { spec, args, reduce, dtype, grad, hess, json } => {
             let dtype = match dtype {
                 DtypeArg::F32 => Dtype::F32,
                 DtypeArg::F64 => Dtype::F64,
             };
-            eval(&spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json)
+            eval(&mut out, &spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json)?;
         }
-        Command::List => {
-            list();
-            Ok(())
-        }
+        Command::List => list(&mut out),
     }
+    Ok(out)
 }
 
 /// Reads SPEC: a file path, or a standard-library name.
@@ -190,10 +191,16 @@ fn compile_spec(src: &Source, args: &[(String, String)], dtype: Dtype, hessian: 
     Ok(prog)
 }
 
-fn check(spec: &str, args: &[(String, String)], _no_stabilize: bool, hess: bool) -> Result<(), Failure> {
+fn check(
+    out: &mut String,
+    spec: &str,
+    args: &[(String, String)],
+    _no_stabilize: bool,
+    hess: bool,
+) -> Result<(), Failure> {
     let src = load_source(spec)?;
     let prog = compile_spec(&src, args, Dtype::F64, hess)?;
-    print!("{}", describe(&prog));
+    out.push_str(&describe(&prog));
     Ok(())
 }
 
@@ -253,7 +260,9 @@ pub fn describe(prog: &Program) -> String {
     out
 }
 
+#[allow(clippy::too_many_arguments)] // one per command-line option
 fn eval(
+    out_text: &mut String,
     spec: &str,
     args: &[(String, String)],
     reduce: Option<ReduceMode>,
@@ -297,17 +306,21 @@ fn eval(
             }
         }
         s.push('}');
-        println!("{s}");
+        let _ = writeln!(out_text, "{s}");
     } else {
         match &out.loss {
-            LossValue::Scalar(x) => println!("loss = {}", fmt(*x)),
-            LossValue::PerItem(v) => println!("loss = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", ")),
+            LossValue::Scalar(x) => {
+                let _ = writeln!(out_text, "loss = {}", fmt(*x));
+            }
+            LossValue::PerItem(v) => {
+                let _ = writeln!(out_text, "loss = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
+            }
         }
         for (n, v) in &out.grad {
-            println!("grad {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(out_text, "grad {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
         }
         for (n, v) in &out.hess {
-            println!("hess {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(out_text, "hess {n} = [{}]", v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(", "));
         }
     }
     Ok(())
@@ -357,10 +370,10 @@ fn json_array(v: &[f64], dtype: Dtype) -> String {
     format!("[{}]", items.join(", "))
 }
 
-fn list() {
+fn list(out: &mut String) {
     let names: Vec<&str> = lossc::stdlib::names().collect();
     if names.is_empty() {
-        println!("the standard library is empty in this build");
+        let _ = writeln!(out, "the standard library is empty in this build");
         return;
     }
     for name in names {
@@ -374,9 +387,11 @@ fn list() {
                     .map(|p| format!("{}={}", p.name, p.default.map_or("?".to_string(), lossc::ir::print::number)))
                     .collect();
                 let inputs: Vec<&str> = prog.inputs.iter().map(|i| i.name.as_str()).collect();
-                println!("{name:<40} inputs: {:<28} params: {}", inputs.join(" "), params.join(" "));
+                let _ = writeln!(out, "{name:<40} inputs: {:<28} params: {}", inputs.join(" "), params.join(" "));
             }
-            Err(_) => println!("{name:<40} (does not compile)"),
+            Err(_) => {
+                let _ = writeln!(out, "{name:<40} (does not compile)");
+            }
         }
     }
 }

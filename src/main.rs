@@ -6,6 +6,8 @@
 mod cli;
 mod render;
 
+use std::io::Write;
+
 use clap::Parser;
 
 fn main() {
@@ -17,8 +19,15 @@ fn main() {
             std::process::exit(code);
         }
     };
-    if let Err(failure) = cli::run(cli) {
-        failure.print();
-        std::process::exit(1);
+    match cli::run(cli) {
+        Ok(text) => {
+            // A closed pipe (`lossc list | head`) is not an error of ours: stop quietly.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+        }
+        Err(failure) => {
+            failure.print();
+            std::process::exit(1);
+        }
     }
 }

@@ -50,14 +50,16 @@ impl Failure {
 
     /// Prints the message.
     pub fn print(&self) {
-        eprintln!("{}", self.text.trim_end());
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{}", self.text.trim_end());
     }
 }
 
 /// Prints warnings about `src`.
 pub fn warnings(src: &Source, diags: &[Diagnostic]) {
+    use std::io::Write;
     for d in diags.iter().filter(|d| d.severity == Severity::Warning) {
-        eprintln!("{}", render(src, d).trim_end());
+        let _ = writeln!(std::io::stderr().lock(), "{}", render(src, d).trim_end());
     }
 }
 

@@ -81,11 +81,17 @@ fn usage_errors_exit_2() {
 fn readme_command_runs_on_shipped_data() {
     let out = lossc(
         &root(),
-        &["eval", "examples/cross_entropy.loss", "z=examples/data/logits.csv", "k=examples/data/classes.csv", "--grad"],
+        &[
+            "eval",
+            "losses/torch/cross_entropy.loss",
+            "input=examples/data/logits.csv",
+            "target=examples/data/classes.csv",
+            "--grad",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("loss = ") && stdout.contains("grad z = ["), "{stdout}");
+    assert!(stdout.starts_with("loss = 1.474368\n") && stdout.contains("grad input = ["), "{stdout}");
 }
 
 #[test]
