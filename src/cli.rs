@@ -60,6 +60,29 @@ pub enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Which engine computes: the Cranelift JIT, or the reference interpreter.
+        #[arg(long, value_enum, default_value = "jit")]
+        engine: EngineArg,
+    },
+    /// Time compiling and calling the fused value-and-gradient kernel on data.
+    Bench {
+        /// A `.loss` file or a standard-library name.
+        spec: String,
+        /// Inputs and parameters, as for `eval`.
+        #[arg(value_parser = parse_assignment)]
+        args: Vec<(String, String)>,
+        /// Compute type.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Timed calls (default: enough for about a second, at least 5).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// List the standard-library losses.
     List,
@@ -89,6 +112,14 @@ impl ReduceArg {
     }
 }
 
+/// `--engine` words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)]
+pub enum EngineArg {
+    Jit,
+    Interp,
+}
+
 /// `--dtype` words.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 #[allow(missing_docs)]
@@ -116,12 +147,19 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
     let mut out = String::new();
     match cli.command {
         Command::Check { spec, args, no_stabilize, hess } => check(&mut out, &spec, &args, no_stabilize, hess)?,
-        Command::Eval { spec, args, reduce, dtype, grad, hess, json } => {
+        Command::Eval { spec, args, reduce, dtype, grad, hess, json, engine } => {
             let dtype = match dtype {
                 DtypeArg::F32 => Dtype::F32,
                 DtypeArg::F64 => Dtype::F64,
             };
-            eval(&mut out, &spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json)?;
+            eval(&mut out, &spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json, engine)?;
+        }
+        Command::Bench { spec, args, dtype, threads, reps, json } => {
+            let dtype = match dtype {
+                DtypeArg::F32 => Dtype::F32,
+                DtypeArg::F64 => Dtype::F64,
+            };
+            bench(&mut out, &spec, &args, dtype, threads, reps, json)?;
         }
         Command::List => list(&mut out),
     }
@@ -270,6 +308,7 @@ fn eval(
     grad: bool,
     hess: bool,
     json: bool,
+    engine: EngineArg,
 ) -> Result<(), Failure> {
     let src = load_source(spec)?;
     let prog = compile_spec(&src, args, dtype, hess)?;
@@ -282,13 +321,14 @@ fn eval(
     }
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce, grad, hess, upstream: None };
-    let out = evaluate(&prog, &refs, &opts).map_err(|d| {
-        if d.span.is_some() {
-            Failure::source(src.clone(), vec![d])
-        } else {
-            Failure::diag(d)
+    let result = match engine {
+        EngineArg::Interp => evaluate(&prog, &refs, &opts),
+        EngineArg::Jit => {
+            lossc::jit::JitLoss::new(prog).map_err(Diagnostic::from).and_then(|jit| jit.evaluate(&refs, &opts))
         }
-    })?;
+    };
+    let out =
+        result.map_err(|d| if d.span.is_some() { Failure::source(src.clone(), vec![d]) } else { Failure::diag(d) })?;
     let fmt = |x: f64| format_number(x, dtype);
     if json {
         let mut s = String::from("{\"loss\": ");
@@ -324,6 +364,110 @@ fn eval(
         }
     }
     Ok(())
+}
+
+fn bench(
+    out: &mut String,
+    spec: &str,
+    args: &[(String, String)],
+    dtype: Dtype,
+    threads: Option<usize>,
+    reps: Option<usize>,
+    json: bool,
+) -> Result<(), Failure> {
+    use std::time::Instant;
+    let src = load_source(spec)?;
+    let prog = compile_spec(&src, args, dtype, false)?;
+    let mut arrays: Vec<(String, Array)> = Vec::new();
+    for (name, value) in args {
+        if prog.params.iter().any(|p| &p.name == name) {
+            continue;
+        }
+        arrays.push((name.clone(), parse_value(value).map_err(Failure::diag)?));
+    }
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    let elements: usize = prog
+        .preds()
+        .map(|p| arrays.iter().find(|(n, _)| *n == prog.inputs[p as usize].name).map_or(0, |(_, a)| a.data.len()))
+        .sum();
+    // Compile time: source text to a callable value-and-gradient kernel, median of several.
+    let options = CompileOptions { dtype, params: numbers(args), hessian: false };
+    let mut compile_times = Vec::new();
+    for _ in 0..15 {
+        let t = Instant::now();
+        let p = compile(&src.text, &options).map_err(|d| Failure::source(src.clone(), d))?;
+        let jit = lossc::jit::JitLoss::new(p).map_err(|e| Failure::diag(e.into()))?;
+        compile_times.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(jit);
+    }
+    let jit = lossc::jit::JitLoss::new(prog).map_err(|e| Failure::diag(e.into()))?;
+    let n_threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n_threads)
+        .build()
+        .map_err(|e| Failure::plain(format!("error: cannot start {n_threads} threads: {e}")))?;
+    // Validate once through the checked path (same diagnostics as eval).
+    let opts = EvalOptions { reduce: None, grad: true, hess: false, upstream: None };
+    jit.evaluate(&refs, &opts).map_err(Failure::diag)?;
+    let rows = jit.rows(&refs).map_err(Failure::diag)?;
+    let mut call_times = match dtype {
+        Dtype::F32 => time_calls::<f32>(&jit, &arrays, rows, reps, &pool)?,
+        Dtype::F64 => time_calls::<f64>(&jit, &arrays, rows, reps, &pool)?,
+    };
+    let reps = call_times.len();
+    let compile_us = median(&mut compile_times);
+    let call_us = median(&mut call_times);
+    if json {
+        let _ = writeln!(
+            out,
+            "{{\"compile_us\": {compile_us:.1}, \"call_us\": {call_us:.3}, \"elements\": {elements}, \"threads\": {n_threads}}}"
+        );
+    } else {
+        let _ = writeln!(out, "compile: {compile_us:.1} µs (median of {})", compile_times.len());
+        let _ = writeln!(out, "call:    {call_us:.3} µs (median of {reps}), {elements} elements, {n_threads} threads");
+        if elements > 0 {
+            let _ = writeln!(out, "         {:.3} ns per element", call_us * 1e3 / elements as f64);
+        }
+    }
+    Ok(())
+}
+
+/// Times the typed value-and-gradient call on data converted once, with buffers allocated once.
+fn time_calls<T: lossc::math::Real + lossc::jit::Element>(
+    jit: &lossc::jit::JitLoss,
+    arrays: &[(String, Array)],
+    rows: usize,
+    reps: Option<usize>,
+    pool: &rayon::ThreadPool,
+) -> Result<Vec<f64>, Failure> {
+    use lossc::jit::{Arg, CallOptions, Data, Outputs};
+    use std::time::Instant;
+    let prog = jit.program();
+    let typed: Vec<(String, Vec<T>)> =
+        arrays.iter().map(|(n, a)| (n.clone(), a.data.iter().map(|x| T::from_f64(*x)).collect())).collect();
+    let args: Vec<Arg<'_, T>> = typed.iter().map(|(n, v)| Arg { name: n, data: Data::Values(v) }).collect();
+    let len =
+        |input: u16| typed.iter().find(|(n, _)| *n == prog.inputs[input as usize].name).map_or(1, |(_, v)| v.len());
+    let mut grads: Vec<Vec<T>> = prog.derivs.iter().map(|d| vec![T::ZERO; len(d.input)]).collect();
+    let batch = None;
+    let call_opts = CallOptions { reduce: None, rows: Some(rows), batch, upstream: None };
+    let mut once = || -> Result<f64, Failure> {
+        let mut out =
+            Outputs { grad: grads.iter_mut().map(|g| g.as_mut_slice()).collect(), hess: Vec::new(), loss_items: None };
+        let t = Instant::now();
+        let r = pool.install(|| jit.call(&args, &call_opts, &mut out));
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        r.map_err(|_| Failure::plain("error: the benchmark call failed".to_string()))?;
+        Ok(us)
+    };
+    let first = once()?;
+    let reps = reps.unwrap_or_else(|| ((1e6 / first.max(0.1)) as usize).clamp(5, 20_000));
+    (0..reps).map(|_| once()).collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A VALUE: a number, a comma-separated list, or a data file.

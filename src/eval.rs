@@ -76,29 +76,41 @@ pub fn evaluate(prog: &Program, inputs: &[(&str, &Array)], opts: &EvalOptions) -
     }
 }
 
-/// Data of one input, converted to the compute type, with its broadcast rule.
-struct Source<T> {
-    data: Vec<T>,
+/// Data of one input, converted to the compute type, as given (1, C or full length).
+pub(crate) struct Source<T> {
+    /// The values in the compute type.
+    pub(crate) data: Vec<T>,
     /// Raw values (for index targets, which must not be rounded).
-    raw: Vec<f64>,
+    pub(crate) raw: Vec<f64>,
 }
 
-struct Interp<'a, T: Real> {
+/// What [`Interp::setup`] found: the reduction's denominator and the roots evaluated.
+pub(crate) struct Setup {
+    /// Σ D for the means, B for batchmean, none for sum and none.
+    pub denom: Option<f64>,
+    /// mean_or_zero over Σ D = 0: the loss is 0 and the seed 0.
+    pub nothing: bool,
+    /// Nodes the call evaluates.
+    pub roots: Vec<NodeId>,
+}
+
+/// The interpreter's state for one call; the JIT uses it for validation and pre-passes.
+pub(crate) struct Interp<'a, T: Real> {
     prog: &'a Program,
     opts: &'a EvalOptions,
-    mode: ReduceMode,
-    sources: Vec<Option<Source<T>>>,
+    pub(crate) mode: ReduceMode,
+    pub(crate) sources: Vec<Option<Source<T>>>,
     /// Number of rows (elements when there is no class axis).
-    rows: usize,
+    pub(crate) rows: usize,
     /// Classes per row (1 without a class axis).
-    classes: usize,
+    pub(crate) classes: usize,
     /// B for batchmean.
     batch: usize,
     /// Rows whose class index is outside [0, C).
-    invalid: Vec<bool>,
+    pub(crate) invalid: Vec<bool>,
     offset: Vec<usize>,
     vals: Vec<T>,
-    seed_uniform: T,
+    pub(crate) seed_uniform: T,
 }
 
 fn data_error(msg: String) -> Diagnostic {
@@ -106,7 +118,11 @@ fn data_error(msg: String) -> Diagnostic {
 }
 
 impl<'a, T: Real> Interp<'a, T> {
-    fn new<'b>(prog: &'a Program, inputs: &[(&str, &'b Array)], opts: &'a EvalOptions) -> Result<Self, Diagnostic> {
+    pub(crate) fn new<'b>(
+        prog: &'a Program,
+        inputs: &[(&str, &'b Array)],
+        opts: &'a EvalOptions,
+    ) -> Result<Self, Diagnostic> {
         for (name, _) in inputs {
             if prog.input(name).is_none() {
                 let mut msg = format!("the loss has no input named `{name}`");
@@ -190,7 +206,10 @@ impl<'a, T: Real> Interp<'a, T> {
     }
 
     /// Rows and classes from the data (SPEC §1 Data layout).
-    fn layout<'b>(prog: &Program, find: &dyn Fn(&str) -> Option<&'b Array>) -> Result<(usize, usize), Diagnostic> {
+    pub(crate) fn layout<'b>(
+        prog: &Program,
+        find: &dyn Fn(&str) -> Option<&'b Array>,
+    ) -> Result<(usize, usize), Diagnostic> {
         if prog.class_axis {
             let order = prog.inputs.iter().filter(|i| i.layout == Layout::Classes);
             let preds_first =
@@ -241,22 +260,12 @@ impl<'a, T: Real> Interp<'a, T> {
         }
     }
 
-    fn run(mut self) -> Result<Evaluation, Diagnostic> {
+    /// Everything before the main pass: uniform values, `batch_*` pre-passes,
+    /// requirements and index checks, the reduction's denominator and the seed.
+    pub(crate) fn setup(&mut self) -> Result<Setup, Diagnostic> {
         let prog = self.prog;
         let g = &prog.graph;
-        let mut roots = vec![prog.loss, prog.weight, prog.over];
-        roots.extend(prog.requires.iter().map(|r| r.cond));
-        if self.opts.grad {
-            roots.extend(prog.derivs.iter().map(|d| d.grad));
-        }
-        if self.opts.hess {
-            for d in &prog.derivs {
-                let Some(h) = d.hess else {
-                    return Err(data_error("the Hessian was not compiled into this loss".to_string()));
-                };
-                roots.push(h);
-            }
-        }
+        let roots = self.roots()?;
         // Uniform values and batch reductions first, in index order.
         let last = roots.iter().max().copied().unwrap_or(NodeId(0));
         for i in 0..=last.index() {
@@ -292,6 +301,41 @@ impl<'a, T: Real> Interp<'a, T> {
                 )));
             }
         }
+        Ok(Setup { denom, nothing, roots })
+    }
+
+    fn roots(&self) -> Result<Vec<NodeId>, Diagnostic> {
+        let prog = self.prog;
+        let mut roots = vec![prog.loss, prog.weight, prog.over];
+        roots.extend(prog.requires.iter().map(|r| r.cond));
+        if self.opts.grad {
+            roots.extend(prog.derivs.iter().map(|d| d.grad));
+        }
+        if self.opts.hess {
+            for d in &prog.derivs {
+                let Some(h) = d.hess else {
+                    return Err(data_error("the Hessian was not compiled into this loss".to_string()));
+                };
+                roots.push(h);
+            }
+        }
+        Ok(roots)
+    }
+
+    /// The reduced loss from the f64 sum of W·l, as both engines report it.
+    pub(crate) fn reduce_total(&self, setup: &Setup, total: f64, per_item: Vec<f64>) -> LossValue {
+        match (self.mode, setup.denom) {
+            (ReduceMode::None, _) => LossValue::PerItem(per_item),
+            _ if setup.nothing => LossValue::Scalar(0.0),
+            (_, Some(d)) => LossValue::Scalar(T::from_f64(total / d).to_f64()),
+            (_, None) => LossValue::Scalar(T::from_f64(total).to_f64()),
+        }
+    }
+
+    fn run(mut self) -> Result<Evaluation, Diagnostic> {
+        let prog = self.prog;
+        let setup = self.setup()?;
+        let roots = setup.roots.clone();
         let needed = self.needed(&roots);
         let mut acc = Neumaier::default();
         let mut per_item = Vec::new();
@@ -321,13 +365,7 @@ impl<'a, T: Real> Interp<'a, T> {
                 }
             }
         }
-        let total = acc.sum();
-        let loss = match (self.mode, denom) {
-            (ReduceMode::None, _) => LossValue::PerItem(per_item),
-            _ if nothing => LossValue::Scalar(0.0),
-            (_, Some(d)) => LossValue::Scalar(T::from_f64(total / d).to_f64()),
-            (_, None) => LossValue::Scalar(T::from_f64(total).to_f64()),
-        };
+        let loss = self.reduce_total(&setup, acc.sum(), per_item);
         let names = |v: Vec<Vec<f64>>| {
             prog.derivs.iter().zip(v).map(|(d, g)| (prog.inputs[d.input as usize].name.clone(), g)).collect()
         };

@@ -23,6 +23,7 @@ pub mod diagnostic;
 pub mod diff;
 pub mod eval;
 pub mod ir;
+pub mod jit;
 pub mod math;
 pub mod program;
 pub mod span;

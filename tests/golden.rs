@@ -61,6 +61,13 @@ fn compare(what: &str, got: &[f64], want: &[f64], rtol: f64, floor: f64) -> Opti
     None
 }
 
+/// The two engines every case runs through.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Interp,
+    Jit,
+}
+
 fn run_file(path: &Path, source: &str, failures: &mut Vec<String>) -> usize {
     let text = std::fs::read_to_string(path).expect("readable golden file");
     let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -102,48 +109,61 @@ fn run_file(path: &Path, source: &str, failures: &mut Vec<String>) -> usize {
             .as_str()
             .map(|r| ReduceMode::from_name(r).unwrap_or_else(|| panic!("{name}: reduction {r}")));
         let opts = EvalOptions { reduce, grad: true, hess: want_hess, upstream: None };
-        let out = match evaluate(&prog, &refs, &opts) {
-            Ok(o) => o,
-            Err(d) => {
-                failures.push(format!("{name}: evaluation failed: {}", d.message));
+        let jit = match lossc::jit::JitLoss::new(prog.clone()) {
+            Ok(j) => j,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
                 continue;
             }
         };
-        let rtol = case["rtol"].as_f64().unwrap_or(default_rtol);
-        // The absolute floor: rtol times the largest magnitude among the case's expected
-        // loss and gradients (the size of the terms a value is computed from).
-        let magnitude = |v: &Value| -> f64 {
-            let list: Vec<f64> = match v {
-                Value::Object(m) => m.values().flat_map(numbers).collect(),
-                Value::Null => Vec::new(),
-                other => numbers(other),
+        for engine in [Engine::Interp, Engine::Jit] {
+            let result = match engine {
+                Engine::Interp => evaluate(&prog, &refs, &opts),
+                Engine::Jit => jit.evaluate(&refs, &opts),
             };
-            list.iter().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()))
-        };
-        let scale = magnitude(&case["loss"]).max(magnitude(&case["grad"]));
-        let atol = case["atol"].as_f64().unwrap_or(rtol * scale);
-        let hess_atol = case["atol"].as_f64().unwrap_or(rtol * magnitude(&case["hess"]));
-        let loss = match &out.loss {
-            LossValue::Scalar(x) => vec![*x],
-            LossValue::PerItem(v) => v.clone(),
-        };
-        let want_loss = case.get("loss_true").filter(|v| !v.is_null()).unwrap_or(&case["loss"]);
-        let mut report = compare("loss", &loss, &numbers(want_loss), rtol, atol);
-        let grads = case.get("grad_true").filter(|v| !v.is_null()).unwrap_or(&case["grad"]);
-        for (key, list) in [("grad", grads), ("hess", &case["hess"])] {
-            let Some(map) = list.as_object() else { continue };
-            let got = if key == "grad" { &out.grad } else { &out.hess };
-            for (pred, want) in map {
-                let Some((_, g)) = got.iter().find(|(n, _)| n == pred) else {
-                    report = report.or(Some(format!("{key} {pred}: not a pred of the loss")));
+            let out = match result {
+                Ok(o) => o,
+                Err(d) => {
+                    failures.push(format!("{name} [{engine:?}]: evaluation failed: {}", d.message));
                     continue;
+                }
+            };
+            let rtol = case["rtol"].as_f64().unwrap_or(default_rtol);
+            // The absolute floor: rtol times the largest magnitude among the case's expected
+            // loss and gradients (the size of the terms a value is computed from).
+            let magnitude = |v: &Value| -> f64 {
+                let list: Vec<f64> = match v {
+                    Value::Object(m) => m.values().flat_map(numbers).collect(),
+                    Value::Null => Vec::new(),
+                    other => numbers(other),
                 };
-                let floor = if key == "grad" { atol } else { hess_atol };
-                report = report.or_else(|| compare(&format!("{key} {pred}"), g, &numbers(want), rtol, floor));
+                list.iter().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()))
+            };
+            let scale = magnitude(&case["loss"]).max(magnitude(&case["grad"]));
+            let atol = case["atol"].as_f64().unwrap_or(rtol * scale);
+            let hess_atol = case["atol"].as_f64().unwrap_or(rtol * magnitude(&case["hess"]));
+            let loss = match &out.loss {
+                LossValue::Scalar(x) => vec![*x],
+                LossValue::PerItem(v) => v.clone(),
+            };
+            let want_loss = case.get("loss_true").filter(|v| !v.is_null()).unwrap_or(&case["loss"]);
+            let mut report = compare("loss", &loss, &numbers(want_loss), rtol, atol);
+            let grads = case.get("grad_true").filter(|v| !v.is_null()).unwrap_or(&case["grad"]);
+            for (key, list) in [("grad", grads), ("hess", &case["hess"])] {
+                let Some(map) = list.as_object() else { continue };
+                let got = if key == "grad" { &out.grad } else { &out.hess };
+                for (pred, want) in map {
+                    let Some((_, g)) = got.iter().find(|(n, _)| n == pred) else {
+                        report = report.or(Some(format!("{key} {pred}: not a pred of the loss")));
+                        continue;
+                    };
+                    let floor = if key == "grad" { atol } else { hess_atol };
+                    report = report.or_else(|| compare(&format!("{key} {pred}"), g, &numbers(want), rtol, floor));
+                }
             }
-        }
-        if let Some(r) = report {
-            failures.push(format!("{name}: {r}"));
+            if let Some(r) = report {
+                failures.push(format!("{name} [{engine:?}]: {r}"));
+            }
         }
     }
     cases.len()
@@ -170,7 +190,7 @@ const AWAITING_STABILITY: &[(&str, &str)] = &[
 /// each still fails.
 fn settle_awaiting(failures: &mut Vec<String>, prefix: &str) {
     for (file, case) in AWAITING_STABILITY {
-        let tag = format!("{file} / {case}:");
+        let tag = format!("{file} / {case} [");
         let in_scope =
             prefix == "custom/" && file.starts_with("custom/") || prefix == "stdlib/" && !file.starts_with("custom/");
         if !in_scope {
@@ -180,7 +200,7 @@ fn settle_awaiting(failures: &mut Vec<String>, prefix: &str) {
         failures.retain(|f| !f.contains(&tag));
         assert_eq!(
             before,
-            failures.len() + 1,
+            failures.len() + 2,
             "{file} / {case} should fail until the stability rewriter lands; remove it from AWAITING_STABILITY"
         );
     }

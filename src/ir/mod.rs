@@ -382,6 +382,11 @@ impl Graph {
         self.input_kinds = kinds;
     }
 
+    /// Number of inputs the graph was built for.
+    pub fn input_count(&self) -> usize {
+        self.input_kinds.len()
+    }
+
     /// Kind of input `n`.
     pub fn input_kind(&self, n: u16) -> Kind {
         self.input_kinds[n as usize]

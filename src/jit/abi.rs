@@ -1,0 +1,134 @@
+//! The only unsafe module: turns JIT code into a callable function, calls it, and frees it.
+//!
+//! Safety rests on three facts, each checked where it is established:
+//! - the kernel's signature is the one [`KernelFn`] names (codegen declares exactly six
+//!   pointer-sized parameters and no return value);
+//! - every pointer in the table addresses an array at least as long as the kernel reads or
+//!   writes for the row range it is given (the caller in `jit/mod.rs` sizes them from the
+//!   same rows and classes it passes, and clamps class indices to `[0, C)` or -1);
+//! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop.
+
+use cranelift_jit::JITModule;
+use cranelift_module::FuncId;
+
+/// `fn(ptrs, uniforms, row_begin, row_end, classes, acc)`; see `codegen.rs`.
+type KernelFn = unsafe extern "C" fn(*const usize, *const u8, i64, i64, i64, *mut f64);
+
+/// Finalized code and the module that owns it.
+pub(crate) struct Code {
+    module: Option<JITModule>,
+    func: KernelFn,
+}
+
+// SAFETY: the finalized code is immutable, reentrant machine code that writes no globals;
+// the module is only touched again in `drop`, which takes `&mut self`.
+unsafe impl Send for Code {}
+// SAFETY: as above; calling the code from several threads at once is what it is built for.
+unsafe impl Sync for Code {}
+
+impl Code {
+    /// Finalizes `module` and takes `id` as the kernel.
+    pub(crate) fn finalize(mut module: JITModule, id: FuncId) -> Result<Code, Box<cranelift_module::ModuleError>> {
+        module.finalize_definitions().map_err(Box::new)?;
+        let ptr = module.get_finalized_function(id);
+        // SAFETY: `id` was defined by `codegen::codegen` with the signature of `KernelFn`
+        // (six pointer-sized integer parameters, no return), in this module, which is finalized.
+        let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
+        Ok(Code { module: Some(module), func })
+    }
+
+    /// Runs the kernel over rows `[row_begin, row_end)`.
+    ///
+    /// The caller guarantees (see the module docs) that `table` holds a valid pointer for
+    /// every slot the kernel reads or writes, each addressing enough elements for `classes`
+    /// classes of every row below `row_end`, and that `uniforms` holds every uniform slot.
+    /// `Kernels::call` in `jit/mod.rs` is the only caller and establishes exactly this.
+    pub(crate) fn run(
+        &self,
+        table: &PtrTable,
+        uniforms: &[u8],
+        row_begin: usize,
+        row_end: usize,
+        classes: usize,
+    ) -> f64 {
+        let mut acc = 0.0f64;
+        // SAFETY: see the function docs; lengths are in elements of the kernel's dtype and
+        // were sized by the caller from the same `row_end` and `classes`.
+        unsafe {
+            (self.func)(
+                table.0.as_ptr(),
+                uniforms.as_ptr(),
+                row_begin as i64,
+                row_end as i64,
+                classes as i64,
+                &mut acc,
+            );
+        }
+        acc
+    }
+}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the function pointer is dropped with `self`; no call can be running,
+            // since `run` borrows `self` and `drop` needs it exclusively.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// The table of data pointers a kernel reads (addresses as integers so it can cross threads).
+pub(crate) struct PtrTable(pub(crate) Vec<usize>);
+
+// SAFETY: the addresses are only dereferenced by the kernel, and every thread writes to
+// disjoint row ranges of the output arrays.
+unsafe impl Send for PtrTable {}
+// SAFETY: as above.
+unsafe impl Sync for PtrTable {}
+
+/// `extern "C"` math the kernels call per lane (registered with the JIT by name).
+pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
+    extern "C" fn powf(a: f32, b: f32) -> f32 {
+        a.powf(b)
+    }
+    extern "C" fn pow(a: f64, b: f64) -> f64 {
+        a.powf(b)
+    }
+    extern "C" fn sinf(a: f32) -> f32 {
+        a.sin()
+    }
+    extern "C" fn sin(a: f64) -> f64 {
+        a.sin()
+    }
+    extern "C" fn cosf(a: f32) -> f32 {
+        a.cos()
+    }
+    extern "C" fn cos(a: f64) -> f64 {
+        a.cos()
+    }
+    extern "C" fn sinhf(a: f32) -> f32 {
+        a.sinh()
+    }
+    extern "C" fn sinh(a: f64) -> f64 {
+        a.sinh()
+    }
+    extern "C" fn coshf(a: f32) -> f32 {
+        a.cosh()
+    }
+    extern "C" fn cosh(a: f64) -> f64 {
+        a.cosh()
+    }
+    vec![
+        ("lossc_powf", powf as *const u8),
+        ("lossc_pow", pow as *const u8),
+        ("lossc_sinf", sinf as *const u8),
+        ("lossc_sin", sin as *const u8),
+        ("lossc_cosf", cosf as *const u8),
+        ("lossc_cos", cos as *const u8),
+        ("lossc_sinhf", sinhf as *const u8),
+        ("lossc_sinh", sinh as *const u8),
+        ("lossc_coshf", coshf as *const u8),
+        ("lossc_cosh", cosh as *const u8),
+    ]
+}

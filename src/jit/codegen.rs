@@ -1,0 +1,1091 @@
+//! Code generation: a prepared graph to one Cranelift function that computes, for a range
+//! of rows, every requested output and the partial sum Σ W·l in f64.
+//!
+//! Two loop shapes:
+//! - without a class axis, lanes run across elements (`f32x4`/`f64x2`, unrolled by two)
+//!   with a scalar tail;
+//! - with one, rows run one after another and lanes run across the classes of a row. Class
+//!   values are computed in *passes* over the row: a pass is one loop over the classes that
+//!   accumulates the row reductions (`sum`, `max`, `min`) whose arguments it can compute;
+//!   values that need a reduction's result go to a later pass, and class values needed again
+//!   later are recomputed rather than stored, so the kernel writes nothing but its outputs.
+//!
+//! The function's signature is `fn(ptrs, uniforms, row_begin, row_end, classes, acc)`:
+//! `ptrs` is the table of data pointers laid out by [`Layout`], `uniforms` the values of the
+//! call-time uniform leaves (see [`Layout::uniform_slots`]), and `acc` receives the f64 partial
+//! sum of W·l over the rows. Codegen never panics on a prepared graph; Cranelift's own errors
+//! come back as [`JitError`].
+
+// Node ids index several parallel per-node tables at once; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{self, Type};
+use cranelift_codegen::ir::{AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Linkage, Module};
+
+use crate::ir::{Dtype, Graph, Kind, NodeId, Op};
+use crate::jit::vecmath::{emit_math, MathFeatures, MathFunc};
+use crate::jit::JitError;
+
+/// What the kernel stores, besides accumulating Σ W·l.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// W·l per loss item (reduce none).
+    LossItems,
+    /// A derivative array (same layout as its pred).
+    Output,
+}
+
+/// Where everything lives in the pointer table and the uniform array.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// Number of program inputs: `ptrs[n]` is input n's data (materialised to full length),
+    /// `ptrs[n_inputs + n]` its sanitised `i32` class indices for index targets.
+    pub n_inputs: usize,
+    /// Uniform leaves read from `uniforms[slot]`: `C` and the `batch_*` values.
+    pub uniform_slots: Vec<NodeId>,
+    /// The nodes stored (pointer slots after the inputs and the seed), what they are, and
+    /// the kind of their destination array (a `Class` pred's derivative is stored per class
+    /// even where its value is the same for the whole row).
+    pub stores: Vec<(NodeId, Store, Kind)>,
+}
+
+impl Layout {
+    /// Pointer slot of the seed array (reduce none only; null otherwise).
+    pub(crate) fn seed_slot(&self) -> usize {
+        2 * self.n_inputs
+    }
+
+    /// Pointer slot of store number `i`.
+    pub(crate) fn store_slot(&self, i: usize) -> usize {
+        2 * self.n_inputs + 1 + i
+    }
+
+    /// Number of pointers in the table.
+    pub(crate) fn n_ptrs(&self) -> usize {
+        2 * self.n_inputs + 1 + self.stores.len()
+    }
+}
+
+/// A function to call per lane for ops with no inline code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Libm {
+    Pow,
+    Sin,
+    Cos,
+    Sinh,
+    Cosh,
+}
+
+impl Libm {
+    /// The symbol registered with the JIT for this function and dtype.
+    pub(crate) fn symbol(self, dtype: Dtype) -> &'static str {
+        match (self, dtype) {
+            (Libm::Pow, Dtype::F32) => "lossc_powf",
+            (Libm::Pow, Dtype::F64) => "lossc_pow",
+            (Libm::Sin, Dtype::F32) => "lossc_sinf",
+            (Libm::Sin, Dtype::F64) => "lossc_sin",
+            (Libm::Cos, Dtype::F32) => "lossc_cosf",
+            (Libm::Cos, Dtype::F64) => "lossc_cos",
+            (Libm::Sinh, Dtype::F32) => "lossc_sinhf",
+            (Libm::Sinh, Dtype::F64) => "lossc_sinh",
+            (Libm::Cosh, Dtype::F32) => "lossc_coshf",
+            (Libm::Cosh, Dtype::F64) => "lossc_cosh",
+        }
+    }
+
+    fn arity(self) -> usize {
+        if self == Libm::Pow {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// The kernel's roots.
+pub(crate) struct Roots {
+    /// W·l, accumulated (and stored for reduce none).
+    pub wl: NodeId,
+    /// Kind of W·l (`Row` or `Class`).
+    pub wl_kind: Kind,
+    /// Index-target inputs (their rows are masked when out of range).
+    pub index_inputs: Vec<u16>,
+}
+
+/// Generates the kernel into `module`.
+pub(crate) fn codegen(
+    module: &mut JITModule,
+    g: &Graph,
+    roots: &Roots,
+    layout: &Layout,
+    class_axis: bool,
+    features: MathFeatures,
+) -> Result<FuncId, JitError> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..6 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    let id = module.declare_anonymous_function(&sig).map_err(JitError::module)?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let libm = declare_libm(module, g)?;
+        let mut t = Translator::new(b, g, layout, features, ptr, libm);
+        let mut libm_refs = HashMap::new();
+        for (f, id) in &t.libm_ids {
+            let fref = module.declare_func_in_func(*id, t.b.func);
+            libm_refs.insert(*f, fref);
+        }
+        t.libm_refs = libm_refs;
+        t.entry();
+        if class_axis {
+            t.rows_kernel(roots);
+        } else {
+            t.elements_kernel(roots);
+        }
+        let cfg = module.target_config();
+        t.b.seal_all_blocks();
+        t.b.finalize(cfg);
+    }
+    module.define_function(id, &mut ctx).map_err(JitError::module)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}
+
+fn libm_of(op: Op) -> Option<Libm> {
+    Some(match op {
+        Op::Pow => Libm::Pow,
+        Op::Sin => Libm::Sin,
+        Op::Cos => Libm::Cos,
+        Op::Sinh => Libm::Sinh,
+        Op::Cosh => Libm::Cosh,
+        _ => return None,
+    })
+}
+
+fn declare_libm(module: &mut JITModule, g: &Graph) -> Result<Vec<(Libm, FuncId)>, JitError> {
+    let ty = float_type(g.dtype);
+    let mut out: Vec<(Libm, FuncId)> = Vec::new();
+    for node in g.nodes() {
+        let Some(f) = libm_of(node.op) else { continue };
+        if out.iter().any(|(x, _)| *x == f) {
+            continue;
+        }
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        for _ in 0..f.arity() {
+            sig.params.push(AbiParam::new(ty));
+        }
+        sig.returns.push(AbiParam::new(ty));
+        let id = module.declare_function(f.symbol(g.dtype), Linkage::Import, &sig).map_err(JitError::module)?;
+        out.push((f, id));
+    }
+    Ok(out)
+}
+
+fn float_type(d: Dtype) -> Type {
+    match d {
+        Dtype::F32 => types::F32,
+        Dtype::F64 => types::F64,
+    }
+}
+
+/// Per-loop context: which index (element or class) the loads use, and vector or scalar.
+#[derive(Clone, Copy)]
+struct At {
+    /// Element index (no class axis) or class index within the row.
+    idx: Value,
+    /// Vector lanes or one scalar.
+    vector: bool,
+}
+
+struct Translator<'a> {
+    b: FunctionBuilder<'a>,
+    g: &'a Graph,
+    layout: &'a Layout,
+    features: MathFeatures,
+    ptr: Type,
+    scalar: Type,
+    vector: Type,
+    lanes: i64,
+    size: i64,
+    libm_ids: Vec<(Libm, FuncId)>,
+    libm_refs: HashMap<Libm, FuncRef>,
+    // Entry-block values.
+    ptrs: Vec<Value>,
+    uniforms_ptr: Value,
+    row_begin: Value,
+    row_end: Value,
+    classes: Value,
+    acc_out: Value,
+    /// Uniform node values, scalar and splatted.
+    uni_scalar: HashMap<NodeId, Value>,
+    uni_vector: HashMap<NodeId, Value>,
+}
+
+impl<'a> Translator<'a> {
+    fn new(
+        b: FunctionBuilder<'a>,
+        g: &'a Graph,
+        layout: &'a Layout,
+        features: MathFeatures,
+        ptr: Type,
+        libm_ids: Vec<(Libm, FuncId)>,
+    ) -> Translator<'a> {
+        let (scalar, vector, lanes, size) = match g.dtype {
+            Dtype::F32 => (types::F32, types::F32X4, 4, 4),
+            Dtype::F64 => (types::F64, types::F64X2, 2, 8),
+        };
+        Translator {
+            b,
+            g,
+            layout,
+            features,
+            ptr,
+            scalar,
+            vector,
+            lanes,
+            size,
+            libm_ids,
+            libm_refs: HashMap::new(),
+            ptrs: Vec::new(),
+            uniforms_ptr: Value::from_u32(0),
+            row_begin: Value::from_u32(0),
+            row_end: Value::from_u32(0),
+            classes: Value::from_u32(0),
+            acc_out: Value::from_u32(0),
+            uni_scalar: HashMap::new(),
+            uni_vector: HashMap::new(),
+        }
+    }
+
+    fn flags() -> MemFlagsData {
+        MemFlagsData::new().with_notrap()
+    }
+
+    fn iconst(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(self.ptr, v)
+    }
+
+    fn fconst(&mut self, v: f64) -> Value {
+        match self.g.dtype {
+            #[allow(clippy::cast_possible_truncation)]
+            Dtype::F32 => self.b.ins().f32const(v as f32),
+            Dtype::F64 => self.b.ins().f64const(v),
+        }
+    }
+
+    fn splat(&mut self, v: Value) -> Value {
+        self.b.ins().splat(self.vector, v)
+    }
+
+    /// The entry block: parameters, the pointer table, the uniform values.
+    fn entry(&mut self) {
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        self.b.seal_block(entry);
+        let p = self.b.block_params(entry).to_vec();
+        let (table, uni) = (p[0], p[1]);
+        self.uniforms_ptr = uni;
+        self.row_begin = p[2];
+        self.row_end = p[3];
+        self.classes = p[4];
+        self.acc_out = p[5];
+        let ptr_bytes = i32::from(self.ptr.bytes() as u8);
+        for i in 0..self.layout.n_ptrs() {
+            let off = i32::try_from(i).unwrap_or(0) * ptr_bytes;
+            let v = self.b.ins().load(self.ptr, Self::flags(), table, off);
+            self.ptrs.push(v);
+        }
+        // Uniform values: constants, call-time leaves, and what is computed from them.
+        let g = self.g;
+        for i in 0..g.len() {
+            let id = NodeId(i as u32);
+            if g.kind(id) != Kind::Uniform {
+                continue;
+            }
+            let node = g.node(id);
+            let v = match node.op {
+                Op::Const(bits) => self.fconst(f64::from_bits(bits)),
+                _ if node.op.arity() == 0 || node.op.is_batch() => {
+                    let slot = self.layout.uniform_slots.iter().position(|s| *s == id).unwrap_or(0);
+                    let off = i32::try_from(slot).unwrap_or(0) * self.size as i32;
+                    self.b.ins().load(self.scalar, Self::flags(), self.uniforms_ptr, off)
+                }
+                op => {
+                    let args: Vec<Value> = node.children().iter().map(|c| self.uni_scalar[c]).collect();
+                    self.op(op, &args)
+                }
+            };
+            self.uni_scalar.insert(id, v);
+            let s = self.splat(v);
+            self.uni_vector.insert(id, s);
+        }
+    }
+
+    /// Address of element `idx` (an i64 element index) of pointer slot `slot`.
+    fn addr(&mut self, slot: usize, idx: Value, elem_size: i64) -> Value {
+        let sz = self.iconst(elem_size);
+        let off = self.b.ins().imul(idx, sz);
+        self.b.ins().iadd(self.ptrs[slot], off)
+    }
+
+    fn load(&mut self, slot: usize, at: At) -> Value {
+        let a = self.addr(slot, at.idx, self.size);
+        let ty = if at.vector { self.vector } else { self.scalar };
+        self.b.ins().load(ty, Self::flags(), a, 0)
+    }
+
+    fn store(&mut self, slot: usize, at: At, v: Value) {
+        let a = self.addr(slot, at.idx, self.size);
+        self.b.ins().store(Self::flags(), v, a, 0);
+    }
+
+    fn is_vector(&self, v: Value) -> bool {
+        self.b.func.dfg.value_type(v).is_vector()
+    }
+
+    /// A constant of the width of `like`.
+    fn cst_like(&mut self, x: f64, like: Value) -> Value {
+        let s = self.fconst(x);
+        if self.is_vector(like) {
+            self.splat(s)
+        } else {
+            s
+        }
+    }
+
+    /// `mask ? a : b` for scalar or vector operands (mask from `fcmp`).
+    fn sel(&mut self, mask: Value, a: Value, b: Value) -> Value {
+        if self.is_vector(a) {
+            let ty = self.b.func.dfg.value_type(a);
+            let m = self.b.ins().bitcast(ty, MemFlagsData::new(), mask);
+            self.b.ins().bitselect(m, a, b)
+        } else {
+            self.b.ins().select(mask, a, b)
+        }
+    }
+
+    /// 1.0 where `mask`, else 0.0.
+    fn truth(&mut self, mask: Value, like: Value) -> Value {
+        let one = self.cst_like(1.0, like);
+        let zero = self.cst_like(0.0, like);
+        self.sel(mask, one, zero)
+    }
+
+    fn nonzero(&mut self, x: Value) -> Value {
+        let zero = self.cst_like(0.0, x);
+        self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+    }
+
+    fn math(&mut self, f: MathFunc, x: Value) -> Value {
+        match emit_math(&mut self.b, self.features, f, x) {
+            Ok(v) => v,
+            // The operand types are always f32/f64 scalars or vectors here.
+            Err(_) => x,
+        }
+    }
+
+    /// A libm function per lane.
+    fn libm(&mut self, f: Libm, args: &[Value]) -> Value {
+        let Some(fref) = self.libm_refs.get(&f).copied() else { return args[0] };
+        if !self.is_vector(args[0]) {
+            let call = self.b.ins().call(fref, args);
+            return self.b.inst_results(call)[0];
+        }
+        let mut out = args[0];
+        for lane in 0..self.lanes as u8 {
+            let scalars: Vec<Value> = args.iter().map(|a| self.b.ins().extractlane(*a, lane)).collect();
+            let call = self.b.ins().call(fref, &scalars);
+            let r = self.b.inst_results(call)[0];
+            out = self.b.ins().insertlane(out, r, lane);
+        }
+        out
+    }
+
+    /// One elementwise op on same-width operands, with the semantics of `math.rs`.
+    fn op(&mut self, op: Op, a: &[Value]) -> Value {
+        let x = a[0];
+        match op {
+            Op::Neg => self.b.ins().fneg(x),
+            Op::Abs => self.b.ins().fabs(x),
+            Op::Sqrt => self.b.ins().sqrt(x),
+            Op::Square => self.b.ins().fmul(x, x),
+            Op::Sign => {
+                let zero = self.cst_like(0.0, x);
+                let one = self.cst_like(1.0, x);
+                let m_one = self.cst_like(-1.0, x);
+                let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                let lt = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                let eq = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+                let r = self.sel(eq, zero, x);
+                let r = self.sel(lt, m_one, r);
+                self.sel(gt, one, r)
+            }
+            Op::Exp => self.math(MathFunc::Exp, x),
+            Op::Log => self.math(MathFunc::Log, x),
+            Op::Log1p => self.math(MathFunc::Log1p, x),
+            Op::Expm1 => self.math(MathFunc::Expm1, x),
+            Op::Tanh => self.math(MathFunc::Tanh, x),
+            Op::Sigmoid => self.math(MathFunc::Sigmoid, x),
+            Op::Softplus => self.math(MathFunc::Softplus, x),
+            Op::LogSigmoid => self.math(MathFunc::LogSigmoid, x),
+            Op::Sin => self.libm(Libm::Sin, a),
+            Op::Cos => self.libm(Libm::Cos, a),
+            Op::Sinh => self.libm(Libm::Sinh, a),
+            Op::Cosh => self.libm(Libm::Cosh, a),
+            Op::Relu => {
+                let zero = self.cst_like(0.0, x);
+                // x where x > 0 or x is NaN, else 0.
+                let keep = self.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, x, zero);
+                self.sel(keep, x, zero)
+            }
+            Op::Not => {
+                let zero = self.cst_like(0.0, x);
+                let z = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+                self.truth(z, x)
+            }
+            Op::StopGradient | Op::StraightThrough => x,
+            Op::Add => self.b.ins().fadd(x, a[1]),
+            Op::Sub => self.b.ins().fsub(x, a[1]),
+            Op::Mul => self.b.ins().fmul(x, a[1]),
+            Op::Div => self.b.ins().fdiv(x, a[1]),
+            Op::Pow => self.pow(x, a[1]),
+            Op::Max | Op::Min => {
+                let cc = if op == Op::Max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+                let wins = self.b.ins().fcmp(cc, a[1], x);
+                let r = self.sel(wins, a[1], x);
+                let nan = self.b.ins().fcmp(FloatCC::Unordered, x, a[1]);
+                let s = self.b.ins().fadd(x, a[1]);
+                self.sel(nan, s, r)
+            }
+            Op::Xlogy => {
+                let zero = self.cst_like(0.0, x);
+                let l = self.math(MathFunc::Log, a[1]);
+                let p = self.b.ins().fmul(x, l);
+                let xz = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+                let ord = self.b.ins().fcmp(FloatCC::Ordered, a[1], a[1]);
+                let both = self.b.ins().band(xz, ord);
+                self.sel(both, zero, p)
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => {
+                let cc = match op {
+                    Op::Lt => FloatCC::LessThan,
+                    Op::Le => FloatCC::LessThanOrEqual,
+                    Op::Gt => FloatCC::GreaterThan,
+                    Op::Ge => FloatCC::GreaterThanOrEqual,
+                    Op::Eq => FloatCC::Equal,
+                    _ => FloatCC::NotEqual,
+                };
+                let m = self.b.ins().fcmp(cc, x, a[1]);
+                self.truth(m, x)
+            }
+            Op::And | Op::Or => {
+                let p = self.nonzero(x);
+                let q = self.nonzero(a[1]);
+                let m = if op == Op::And { self.b.ins().band(p, q) } else { self.b.ins().bor(p, q) };
+                self.truth(m, x)
+            }
+            Op::Where => {
+                let c = self.nonzero(x);
+                self.sel(c, a[1], a[2])
+            }
+            Op::Clamp => {
+                let m = self.op(Op::Max, &[x, a[1]]);
+                self.op(Op::Min, &[m, a[2]])
+            }
+            // Leaves, reductions and gathers are handled by the loops.
+            _ => x,
+        }
+    }
+
+    /// `a^b` as `math::pow`: exact products for b = 2 and 1, sqrt for 0.5, libm otherwise.
+    fn pow(&mut self, a: Value, b: Value) -> Value {
+        let general = self.libm(Libm::Pow, &[a, b]);
+        let two = self.cst_like(2.0, a);
+        let one = self.cst_like(1.0, a);
+        let half = self.cst_like(0.5, a);
+        let sq = self.b.ins().fmul(a, a);
+        let rt = self.b.ins().sqrt(a);
+        let is_half = self.b.ins().fcmp(FloatCC::Equal, b, half);
+        let r = self.sel(is_half, rt, general);
+        let is_one = self.b.ins().fcmp(FloatCC::Equal, b, one);
+        let r = self.sel(is_one, a, r);
+        let is_two = self.b.ins().fcmp(FloatCC::Equal, b, two);
+        self.sel(is_two, sq, r)
+    }
+
+    /// f64 lanes of `v` added into the two f64 accumulators (vector) or one (scalar).
+    fn accumulate(&mut self, acc: &[Variable], v: Value) {
+        let f64x2 = types::F64X2;
+        if !self.is_vector(v) {
+            let w = if self.scalar == types::F32 { self.b.ins().fpromote(types::F64, v) } else { v };
+            let a = self.b.use_var(acc[0]);
+            let s = self.b.ins().fadd(a, w);
+            self.b.def_var(acc[0], s);
+            return;
+        }
+        if self.scalar == types::F64 {
+            let a = self.b.use_var(acc[0]);
+            let s = self.b.ins().fadd(a, v);
+            self.b.def_var(acc[0], s);
+            return;
+        }
+        let lo = self.b.ins().fvpromote_low(v);
+        let l2 = self.b.ins().extractlane(v, 2);
+        let l3 = self.b.ins().extractlane(v, 3);
+        let h2 = self.b.ins().fpromote(types::F64, l2);
+        let h3 = self.b.ins().fpromote(types::F64, l3);
+        let hi = self.b.ins().splat(f64x2, h2);
+        let hi = self.b.ins().insertlane(hi, h3, 1);
+        let a0 = self.b.use_var(acc[0]);
+        let s0 = self.b.ins().fadd(a0, lo);
+        self.b.def_var(acc[0], s0);
+        let a1 = self.b.use_var(acc[1]);
+        let s1 = self.b.ins().fadd(a1, hi);
+        self.b.def_var(acc[1], s1);
+    }
+
+    /// A loop `for i in (start..end).step_by(step)` whose body `body` emits at `i`.
+    /// Returns with the builder in the exit block.
+    fn counted_loop(
+        &mut self,
+        start: Value,
+        end: Value,
+        step: i64,
+        var: Variable,
+        mut body: impl FnMut(&mut Self, Value),
+    ) {
+        let head = self.b.create_block();
+        let bodyb = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.def_var(var, start);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(var);
+        let stepv = self.iconst(step);
+        let next = self.b.ins().iadd(i, stepv);
+        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(fits, bodyb, &[], exit, &[]);
+        self.b.switch_to_block(bodyb);
+        let i = self.b.use_var(var);
+        body(self, i);
+        let i = self.b.use_var(var);
+        let stepv = self.iconst(step);
+        let next = self.b.ins().iadd(i, stepv);
+        self.b.def_var(var, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
+    }
+
+    fn finish(&mut self, acc: &[Variable]) {
+        // Horizontal sum in a fixed order: lanes of acc[0], then of acc[1], then the scalar.
+        let mut total = self.b.ins().f64const(0.0);
+        for (k, var) in acc.iter().enumerate() {
+            let v = self.b.use_var(*var);
+            if k < acc.len() - 1 {
+                for lane in 0..2 {
+                    let x = self.b.ins().extractlane(v, lane);
+                    total = self.b.ins().fadd(total, x);
+                }
+            } else {
+                total = self.b.ins().fadd(total, v);
+            }
+        }
+        self.b.ins().store(Self::flags(), total, self.acc_out, 0);
+        self.b.ins().return_(&[]);
+    }
+
+    fn new_accumulators(&mut self) -> Vec<Variable> {
+        let zero_v = {
+            let z = self.b.ins().f64const(0.0);
+            self.b.ins().splat(types::F64X2, z)
+        };
+        let zero_s = self.b.ins().f64const(0.0);
+        let n_vec = if self.scalar == types::F32 { 2 } else { 1 };
+        let mut acc = Vec::new();
+        for _ in 0..n_vec {
+            let v = self.b.declare_var(types::F64X2);
+            self.b.def_var(v, zero_v);
+            acc.push(v);
+        }
+        let s = self.b.declare_var(types::F64);
+        self.b.def_var(s, zero_s);
+        acc.push(s);
+        acc
+    }
+
+    // ---- elementwise kernels ----
+
+    fn elements_kernel(&mut self, roots: &Roots) {
+        let needed = self.needed(roots);
+        let acc = self.new_accumulators();
+        let (vec_acc, scalar_acc) = acc.split_at(acc.len() - 1);
+        let vec_acc = vec_acc.to_vec();
+        let scalar_acc = scalar_acc.to_vec();
+        let i_var = self.b.declare_var(self.ptr);
+        let begin = self.row_begin;
+        let end = self.row_end;
+        let lanes = self.lanes;
+        self.counted_loop(begin, end, lanes, i_var, |t, i| {
+            let at = At { idx: i, vector: true };
+            t.element_body(&needed, roots, at, &vec_acc);
+        });
+        // Scalar tail, continuing from where the vector loop stopped.
+        let i = self.b.use_var(i_var);
+        self.counted_loop(i, end, 1, i_var, |t, i| {
+            let at = At { idx: i, vector: false };
+            t.element_body(&needed, roots, at, &scalar_acc);
+        });
+        self.finish(&acc);
+    }
+
+    fn element_body(&mut self, needed: &[bool], roots: &Roots, at: At, acc: &[Variable]) {
+        let g = self.g;
+        let mut vals: HashMap<NodeId, Value> = HashMap::new();
+        for (i, need) in needed.iter().enumerate() {
+            if !need {
+                continue;
+            }
+            let id = NodeId(i as u32);
+            if g.kind(id) == Kind::Uniform {
+                let v = if at.vector { self.uni_vector[&id] } else { self.uni_scalar[&id] };
+                vals.insert(id, v);
+                continue;
+            }
+            let node = g.node(id);
+            let v = match node.op {
+                Op::Input(n) => self.load(n as usize, at),
+                Op::Seed => self.load(self.layout.seed_slot(), at),
+                op => {
+                    let args: Vec<Value> = node.children().iter().map(|c| vals[c]).collect();
+                    self.op(op, &args)
+                }
+            };
+            vals.insert(id, v);
+        }
+        let wl = vals[&roots.wl];
+        self.accumulate(acc, wl);
+        for (k, (node, _, _)) in self.layout.stores.iter().enumerate() {
+            let v = vals[node];
+            let slot = self.layout.store_slot(k);
+            self.store(slot, at, v);
+        }
+    }
+
+    /// Nodes needed by the roots and the stores.
+    fn needed(&self, roots: &Roots) -> Vec<bool> {
+        let g = self.g;
+        let mut need = vec![false; g.len()];
+        need[roots.wl.index()] = true;
+        for (n, _, _) in &self.layout.stores {
+            need[n.index()] = true;
+        }
+        for i in (0..g.len()).rev() {
+            if need[i] {
+                for c in g.node(NodeId(i as u32)).children() {
+                    need[c.index()] = true;
+                }
+            }
+        }
+        need
+    }
+
+    // ---- row kernels ----
+
+    /// Pass number of each node: class nodes are computed in pass ≥ 1; a row value is
+    /// available after pass `avail` (0: at the start of the row).
+    fn passes(&self, needed: &[bool]) -> Vec<usize> {
+        let g = self.g;
+        let mut pass = vec![0usize; g.len()];
+        for i in 0..g.len() {
+            if !needed[i] {
+                continue;
+            }
+            let id = NodeId(i as u32);
+            let node = g.node(id);
+            let kind = g.kind(id);
+            pass[i] = match (kind, node.op) {
+                (Kind::Uniform, _) => 0,
+                (Kind::Row, Op::RowSum | Op::RowMax | Op::RowMin) => pass[node.args[0].index()],
+                (Kind::Row, Op::Gather) => 0,
+                (Kind::Row, _) => node.children().iter().map(|c| pass[c.index()]).max().unwrap_or(0),
+                (Kind::Class, _) => {
+                    let mut p = 1;
+                    for c in node.children() {
+                        let cp = match g.kind(*c) {
+                            Kind::Class => pass[c.index()],
+                            Kind::Row => pass[c.index()] + 1,
+                            Kind::Uniform => 1,
+                        };
+                        p = p.max(cp);
+                    }
+                    p
+                }
+            };
+        }
+        pass
+    }
+
+    fn rows_kernel(&mut self, roots: &Roots) {
+        let g = self.g;
+        let needed = self.needed(roots);
+        let pass = self.passes(&needed);
+        let class_nodes =
+            (0..g.len()).filter(|i| needed[*i] && g.kind(NodeId(*i as u32)) == Kind::Class).map(|i| pass[i]);
+        let class_stores = self.layout.stores.iter().filter(|s| s.2 == Kind::Class).map(|s| store_pass(g, &pass, s.0));
+        let n_passes = class_nodes.chain(class_stores).max().unwrap_or(0);
+        let acc = self.new_accumulators();
+        let scalar_acc = acc[acc.len() - 1];
+        let r_var = self.b.declare_var(self.ptr);
+        let c_var = self.b.declare_var(self.ptr);
+        let begin = self.row_begin;
+        let end = self.row_end;
+        self.counted_loop(begin, end, 1, r_var, |t, r| {
+            t.row_body(r, roots, &needed, &pass, n_passes, &acc, scalar_acc, c_var);
+        });
+        self.finish(&acc);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn row_body(
+        &mut self,
+        r: Value,
+        roots: &Roots,
+        needed: &[bool],
+        pass: &[usize],
+        n_passes: usize,
+        acc: &[Variable],
+        scalar_acc: Variable,
+        c_var: Variable,
+    ) {
+        let g = self.g;
+        let mut row_vals: HashMap<NodeId, Value> = HashMap::new();
+        let base = self.b.ins().imul(r, self.classes);
+        // Rows whose class index is out of range: every derivative there is 0.
+        let mut valid: Option<Value> = None;
+        for n in &roots.index_inputs {
+            let slot = self.layout.n_inputs + *n as usize;
+            let a = self.addr(slot, r, 4);
+            let k = self.b.ins().load(types::I32, Self::flags(), a, 0);
+            let zero = self.b.ins().iconst(types::I32, 0);
+            let ok = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, k, zero);
+            valid = Some(match valid {
+                Some(v) => self.b.ins().band(v, ok),
+                None => ok,
+            });
+        }
+        for p in 0..=n_passes {
+            if p > 0 {
+                self.class_pass(p, base, roots, needed, pass, &mut row_vals, acc, c_var, valid);
+            }
+            // Row values available after pass p.
+            for i in 0..g.len() {
+                let id = NodeId(i as u32);
+                if !needed[i] || g.kind(id) != Kind::Row || pass[i] != p {
+                    continue;
+                }
+                let node = g.node(id);
+                if matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) {
+                    continue; // set by the pass
+                }
+                let at = At { idx: r, vector: false };
+                let v = match node.op {
+                    Op::Input(n) => self.load(n as usize, at),
+                    Op::Seed => self.load(self.layout.seed_slot(), at),
+                    Op::Gather => self.gather(node.args[0], node.args[1], r, base),
+                    op => {
+                        let args: Vec<Value> = node.children().iter().map(|c| self.row_value(*c, &row_vals)).collect();
+                        self.op(op, &args)
+                    }
+                };
+                row_vals.insert(id, v);
+            }
+        }
+        if roots.wl_kind == Kind::Row {
+            let wl = row_vals[&roots.wl];
+            self.accumulate(&[scalar_acc], wl);
+        }
+        for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
+            if *dest == Kind::Class {
+                continue;
+            }
+            let v = self.row_value(*node, &row_vals);
+            let v = match (valid, self.layout.stores[k].1) {
+                (Some(ok), Store::Output) => {
+                    let zero = self.fconst(0.0);
+                    self.b.ins().select(ok, v, zero)
+                }
+                _ => v,
+            };
+            let slot = self.layout.store_slot(k);
+            self.store(slot, At { idx: r, vector: false }, v);
+        }
+    }
+
+    fn row_value(&mut self, id: NodeId, row_vals: &HashMap<NodeId, Value>) -> Value {
+        match row_vals.get(&id) {
+            Some(v) => *v,
+            None => self.uni_scalar.get(&id).copied().unwrap_or_else(|| self.b.ins().f32const(0.0)),
+        }
+    }
+
+    /// Element k of the row of an input (or the seed); 0 where k is out of range.
+    fn gather(&mut self, x: NodeId, k: NodeId, r: Value, base: Value) -> Value {
+        let g = self.g;
+        let slot = match g.node(x).op {
+            Op::Input(n) => n as usize,
+            _ => self.layout.seed_slot(),
+        };
+        let kslot = match g.node(k).op {
+            Op::Input(n) => self.layout.n_inputs + n as usize,
+            _ => return self.fconst(0.0),
+        };
+        let a = self.addr(kslot, r, 4);
+        let k32 = self.b.ins().load(types::I32, Self::flags(), a, 0);
+        let zero32 = self.b.ins().iconst(types::I32, 0);
+        let ok = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, k32, zero32);
+        let kc = self.b.ins().select(ok, k32, zero32);
+        let k64 = self.b.ins().sextend(self.ptr, kc);
+        let idx = self.b.ins().iadd(base, k64);
+        let v = self.load(slot, At { idx, vector: false });
+        let zero = self.fconst(0.0);
+        self.b.ins().select(ok, v, zero)
+    }
+
+    /// One loop over the classes of the row for pass `p`.
+    #[allow(clippy::too_many_arguments)]
+    fn class_pass(
+        &mut self,
+        p: usize,
+        base: Value,
+        roots: &Roots,
+        needed: &[bool],
+        pass: &[usize],
+        row_vals: &mut HashMap<NodeId, Value>,
+        acc: &[Variable],
+        c_var: Variable,
+        valid: Option<Value>,
+    ) {
+        let g = self.g;
+        // What this pass must produce: reductions of pass-p class values, class stores and
+        // the class loss of pass p; then every class value they need.
+        let mut want = vec![false; g.len()];
+        let mut reductions = Vec::new();
+        for i in 0..g.len() {
+            let id = NodeId(i as u32);
+            if !needed[i] {
+                continue;
+            }
+            let node = g.node(id);
+            if matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) && g.kind(id) == Kind::Row && pass[i] == p {
+                want[node.args[0].index()] = true;
+                reductions.push(id);
+            }
+        }
+        let class_stores: Vec<usize> = (0..self.layout.stores.len())
+            .filter(|k| self.layout.stores[*k].2 == Kind::Class && store_pass(g, pass, self.layout.stores[*k].0) == p)
+            .collect();
+        for k in &class_stores {
+            want[self.layout.stores[*k].0.index()] = true;
+        }
+        let loss_here = roots.wl_kind == Kind::Class && pass[roots.wl.index()] == p;
+        if loss_here {
+            want[roots.wl.index()] = true;
+        }
+        for i in (0..g.len()).rev() {
+            if want[i] && g.kind(NodeId(i as u32)) == Kind::Class {
+                for c in g.node(NodeId(i as u32)).children() {
+                    if g.kind(*c) == Kind::Class {
+                        want[c.index()] = true;
+                    }
+                }
+            }
+        }
+        // Accumulators for the reductions: a vector and a scalar each.
+        let mut red_vars = Vec::new();
+        for rid in &reductions {
+            let init = match g.node(*rid).op {
+                Op::RowSum => 0.0,
+                Op::RowMax => f64::NEG_INFINITY,
+                _ => f64::INFINITY,
+            };
+            let s = self.fconst(init);
+            let v = self.splat(s);
+            let vv = self.b.declare_var(self.vector);
+            self.b.def_var(vv, v);
+            let sv = self.b.declare_var(self.scalar);
+            self.b.def_var(sv, s);
+            red_vars.push((vv, sv));
+        }
+        // Row values used as vectors, splatted once before the loop.
+        let mut splats: HashMap<NodeId, Value> = HashMap::new();
+        for i in 0..g.len() {
+            let id = NodeId(i as u32);
+            if !want[i] || g.kind(id) != Kind::Class {
+                continue;
+            }
+            for c in g.node(id).children() {
+                if g.kind(*c) == Kind::Row && !splats.contains_key(c) {
+                    let s = self.row_value(*c, row_vals);
+                    let v = self.splat(s);
+                    splats.insert(*c, v);
+                }
+            }
+        }
+        // The row's validity as a float (1 or 0), scalar and splatted, for masking stores.
+        let valid_f = valid.map(|ok| {
+            let one = self.fconst(1.0);
+            let zero = self.fconst(0.0);
+            let f = self.b.ins().select(ok, one, zero);
+            let fv = self.splat(f);
+            (f, fv)
+        });
+        let zero_idx = self.iconst(0);
+        let classes = self.classes;
+        let lanes = self.lanes;
+        let iota: Vec<f64> = (0..lanes).map(|l| l as f64).collect();
+        for vector in [true, false] {
+            let start = if vector { zero_idx } else { self.b.use_var(c_var) };
+            let step = if vector { lanes } else { 1 };
+            let red_vars_c = red_vars.clone();
+            let reductions_c = reductions.clone();
+            let splats_c = splats.clone();
+            let class_stores_c = class_stores.clone();
+            let want_c = want.clone();
+            let iota_c = iota.clone();
+            self.counted_loop(start, classes, step, c_var, |t, c| {
+                let idx = t.b.ins().iadd(base, c);
+                let at = At { idx, vector };
+                let mut vals: HashMap<NodeId, Value> = HashMap::new();
+                for i in 0..g.len() {
+                    let id = NodeId(i as u32);
+                    if !want_c[i] || g.kind(id) != Kind::Class {
+                        continue;
+                    }
+                    let node = g.node(id);
+                    let v = match node.op {
+                        Op::Input(n) => t.load(n as usize, at),
+                        Op::Seed => t.load(t.layout.seed_slot(), at),
+                        Op::ClassIndex => {
+                            let cf = t.b.ins().fcvt_from_sint(t.scalar, c);
+                            if vector {
+                                let s = t.splat(cf);
+                                let mut lane_v = t.fconst(iota_c[0]);
+                                lane_v = t.splat(lane_v);
+                                for (l, x) in iota_c.iter().enumerate().skip(1) {
+                                    let xv = t.fconst(*x);
+                                    lane_v = t.b.ins().insertlane(lane_v, xv, l as u8);
+                                }
+                                t.b.ins().fadd(s, lane_v)
+                            } else {
+                                cf
+                            }
+                        }
+                        op => {
+                            let args: Vec<Value> = node
+                                .children()
+                                .iter()
+                                .map(|a| match g.kind(*a) {
+                                    Kind::Class => vals[a],
+                                    Kind::Row => {
+                                        if vector {
+                                            splats_c[a]
+                                        } else {
+                                            t.row_value(*a, row_vals)
+                                        }
+                                    }
+                                    Kind::Uniform => {
+                                        if vector {
+                                            t.uni_vector[a]
+                                        } else {
+                                            t.uni_scalar[a]
+                                        }
+                                    }
+                                })
+                                .collect();
+                            t.op(op, &args)
+                        }
+                    };
+                    vals.insert(id, v);
+                }
+                for (rid, (vv, sv)) in reductions_c.iter().zip(&red_vars_c) {
+                    let var = if vector { *vv } else { *sv };
+                    let x = vals[&g.node(*rid).args[0]];
+                    let a = t.b.use_var(var);
+                    let n = match g.node(*rid).op {
+                        Op::RowSum => t.b.ins().fadd(a, x),
+                        Op::RowMax => t.op(Op::Max, &[a, x]),
+                        _ => t.op(Op::Min, &[a, x]),
+                    };
+                    t.b.def_var(var, n);
+                }
+                if loss_here {
+                    let wl = vals[&roots.wl];
+                    let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
+                    t.accumulate(target, wl);
+                }
+                for k in &class_stores_c {
+                    let (node, kind, _) = t.layout.stores[*k];
+                    let mut v = match g.kind(node) {
+                        Kind::Class => vals[&node],
+                        Kind::Row if vector => {
+                            let s = t.row_value(node, row_vals);
+                            t.splat(s)
+                        }
+                        Kind::Row => t.row_value(node, row_vals),
+                        Kind::Uniform if vector => t.uni_vector[&node],
+                        Kind::Uniform => t.uni_scalar[&node],
+                    };
+                    if let (Some((f, fv)), Store::Output) = (valid_f, kind) {
+                        let okf = if vector { fv } else { f };
+                        let ok = t.nonzero(okf);
+                        let zero = t.cst_like(0.0, v);
+                        v = t.sel(ok, v, zero);
+                    }
+                    let slot = t.layout.store_slot(*k);
+                    t.store(slot, at, v);
+                }
+            });
+        }
+        // Combine each reduction's lanes and its scalar tail, in a fixed order.
+        for (rid, (vv, sv)) in reductions.iter().zip(&red_vars) {
+            let op = g.node(*rid).op;
+            let v = self.b.use_var(*vv);
+            let tail = self.b.use_var(*sv);
+            let mut total = self.b.ins().extractlane(v, 0);
+            for lane in 1..lanes as u8 {
+                let x = self.b.ins().extractlane(v, lane);
+                total = match op {
+                    Op::RowSum => self.b.ins().fadd(total, x),
+                    Op::RowMax => self.op(Op::Max, &[total, x]),
+                    _ => self.op(Op::Min, &[total, x]),
+                };
+            }
+            total = match op {
+                Op::RowSum => self.b.ins().fadd(total, tail),
+                Op::RowMax => self.op(Op::Max, &[total, tail]),
+                _ => self.op(Op::Min, &[total, tail]),
+            };
+            row_vals.insert(*rid, total);
+        }
+    }
+}
+
+/// The pass in which a class-layout store of `node` is written.
+fn store_pass(g: &Graph, pass: &[usize], node: NodeId) -> usize {
+    match g.kind(node) {
+        Kind::Class => pass[node.index()],
+        _ => pass[node.index()] + 1,
+    }
+}

@@ -1,0 +1,148 @@
+//! Rewrites a program's graph into the form the code generator handles.
+//!
+//! Row maps and composite row reductions become elementwise ops around the three primitive
+//! reductions the kernels accumulate (`sum`, `max`, `min`), with the interpreter's exact
+//! algorithms: `softmax(x) = exp(x - lse(x))`, `log_softmax(x) = x - lse(x)`,
+//! `lse(x) = s + log(sum(exp(x - s)))` with `s = max(x)` where finite, `mean = sum/C`, and
+//! the scaled `norm`. `x[k]` is pushed through elementwise ops down to inputs (which the
+//! kernel reads directly) and wrapped in a select that reads 0 on rows whose index is out of
+//! range, as the language requires.
+
+use std::collections::HashMap;
+
+use crate::ir::{Graph, Kind, NodeId, Op};
+
+/// The prepared graph and the images of the requested roots.
+pub(crate) struct Prepared {
+    /// Only the nodes reachable from the roots, in the restricted op set.
+    pub graph: Graph,
+    /// `roots[i]` of the input, mapped.
+    pub roots: Vec<NodeId>,
+    /// The original node of each `batch_*` node (their values come from the pre-pass).
+    pub origin: HashMap<NodeId, NodeId>,
+}
+
+/// Rebuilds the part of `g` reachable from `roots`. With `seed_uniform` the seed is one
+/// number for the whole call (every reduction but `none`).
+pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepared {
+    let kinds = (0..g.input_count()).map(|n| g.input_kind(n as u16)).collect();
+    let mut out = Graph::new(g.dtype, kinds);
+    let mut reach = vec![false; g.len()];
+    for r in roots {
+        reach[r.index()] = true;
+    }
+    for i in (0..g.len()).rev() {
+        if reach[i] {
+            for c in g.node(NodeId(i as u32)).children() {
+                reach[c.index()] = true;
+            }
+        }
+    }
+    let mut map: Vec<NodeId> = vec![NodeId::NONE; g.len()];
+    let mut gathers: HashMap<(NodeId, NodeId), NodeId> = HashMap::new();
+    let mut origin = HashMap::new();
+    for i in 0..g.len() {
+        if !reach[i] {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        let node = g.node(id);
+        let args: Vec<NodeId> = node.children().iter().map(|c| map[c.index()]).collect();
+        map[i] = match node.op {
+            Op::Const(bits) => out.cst(f64::from_bits(bits)),
+            Op::Seed if seed_uniform => out.leaf(Op::Seed, Kind::Uniform),
+            Op::Input(_) | Op::NumClasses | Op::ClassIndex | Op::Seed => out.leaf(node.op, g.kind(id)),
+            op if op.is_batch() => {
+                let b = out.add(op, &args);
+                origin.insert(b, id);
+                b
+            }
+            Op::Softmax => {
+                let ls = log_softmax(&mut out, args[0]);
+                out.un(Op::Exp, ls)
+            }
+            Op::LogSoftmax => log_softmax(&mut out, args[0]),
+            Op::RowLogSumExp => logsumexp(&mut out, args[0]),
+            Op::RowMean => {
+                let s = out.un(Op::RowSum, args[0]);
+                let c = out.leaf(Op::NumClasses, Kind::Uniform);
+                out.bin(Op::Div, s, c)
+            }
+            Op::RowNorm => norm(&mut out, args[0]),
+            // `math::pow`'s exact cases, decided at compile time when the exponent is constant.
+            Op::Pow if out.constant(args[1]) == Some(2.0) => out.un(Op::Square, args[0]),
+            Op::Pow if out.constant(args[1]) == Some(0.5) => out.un(Op::Sqrt, args[0]),
+            Op::Gather => {
+                let k = args[1];
+                let inner = gather(&mut out, args[0], k, &mut gathers);
+                let zero = out.cst(0.0);
+                let lo = out.bin(Op::Ge, k, zero);
+                let c = out.leaf(Op::NumClasses, Kind::Uniform);
+                let hi = out.bin(Op::Lt, k, c);
+                let valid = out.bin(Op::And, lo, hi);
+                out.select(valid, inner, zero)
+            }
+            op => out.add(op, &args),
+        };
+    }
+    let roots = roots.iter().map(|r| map[r.index()]).collect();
+    Prepared { graph: out, roots, origin }
+}
+
+fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
+    let m = g.un(Op::RowMax, x);
+    let am = g.un(Op::Abs, m);
+    let inf = g.cst(f64::INFINITY);
+    let finite = g.bin(Op::Lt, am, inf);
+    let zero = g.cst(0.0);
+    let shift = g.select(finite, m, zero);
+    let d = g.bin(Op::Sub, x, shift);
+    let e = g.un(Op::Exp, d);
+    let s = g.un(Op::RowSum, e);
+    let l = g.un(Op::Log, s);
+    g.bin(Op::Add, shift, l)
+}
+
+fn log_softmax(g: &mut Graph, x: NodeId) -> NodeId {
+    let lse = logsumexp(g, x);
+    g.bin(Op::Sub, x, lse)
+}
+
+fn norm(g: &mut Graph, x: NodeId) -> NodeId {
+    let ax = g.un(Op::Abs, x);
+    let m = g.un(Op::RowMax, ax);
+    let zero = g.cst(0.0);
+    let inf = g.cst(f64::INFINITY);
+    let pos = g.bin(Op::Gt, m, zero);
+    let fin = g.bin(Op::Lt, m, inf);
+    let ok = g.bin(Op::And, pos, fin);
+    let q = g.bin(Op::Div, x, m);
+    let q2 = g.un(Op::Square, q);
+    let s = g.un(Op::RowSum, q2);
+    let r = g.un(Op::Sqrt, s);
+    let scaled = g.bin(Op::Mul, m, r);
+    g.select(ok, scaled, m)
+}
+
+/// `x[k]` with the gather pushed to the leaves: elementwise ops commute with it, values
+/// that are the same for every class of a row are their own gather, and `class_index[k]` is k.
+fn gather(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeId, NodeId), NodeId>) -> NodeId {
+    if let Some(v) = memo.get(&(x, k)) {
+        return *v;
+    }
+    let node = g.node(x);
+    let v = if g.kind(x) != Kind::Class {
+        x
+    } else if node.op == Op::ClassIndex {
+        k
+    } else if node.op.is_elementwise() {
+        let args: Vec<NodeId> = node.children().to_vec();
+        let mapped: Vec<NodeId> = args.iter().map(|a| gather(g, *a, k, memo)).collect();
+        g.add(node.op, &mapped)
+    } else {
+        // An input or the seed: the kernel loads element k of the row (0 when out of range).
+        g.bin(Op::Gather, x, k)
+    };
+    memo.insert((x, k), v);
+    v
+}

@@ -1,0 +1,821 @@
+//! Elementary functions emitted inline as branch-free Cranelift IR.
+#![allow(dead_code)]
+// the per-function wrappers serve the accuracy tests and later callers
+// Constants are the exact f32/f64 roundings the polynomials were fitted with, not approximations
+// of std's constants; `to_int`/`to_float` reinterpret bits of SSA values, which are `Copy` handles.
+#![allow(clippy::approx_constant, clippy::wrong_self_convention)]
+//!
+//! Cranelift has no instructions for `exp`, `log` and friends, and a libm call per lane costs about
+//! ten times more than the inline code, so this module writes the polynomial approximations out as
+//! IR at the current insertion point of a [`FunctionBuilder`].
+//! Every emitter works on `f32`, `f64`, `f32x4` and `f64x2` operands; the type is read from the
+//! operand, and the coefficients and thresholds are chosen per element type.
+//!
+//! Functions and their design (p is the precision, 24 or 53 bits):
+//! * `exp`: Cody–Waite reduction `x = n·ln2 + r`, `|r| ≤ ln2/2`, with `r` carried as `r + r_lo`;
+//!   `e^r = 1 + r + r²/2 + r³·Q(r)`; the result is scaled by `2^a · 2^b` with `a + b = n`, so
+//!   overflow gives `+inf` and subnormal results are rounded once (correctly up to the ulp budget).
+//! * `expm1`: the same reduction, with `r²` split exactly and the final
+//!   `2·(2^(n-1)·(1 + r + h) − 1/2)` summed in double-word arithmetic, so there is no cancellation
+//!   for small arguments and no overflow of `2^n` before the last doubling.
+//! * `log`: fdlibm's scheme (`x = 2^k·m`, `m ∈ [√½, √2)`, `s = f/(2+f)`, `R(s²)`), with
+//!   subnormal inputs pre-scaled by `2^(p+1)`.
+//! * `log1p`: `u = 1 + x` with its exact rounding error `c` (TwoSum); `log1p(x) = log(u) + c/u`
+//!   through the same kernel as `log`.
+//! * `sigmoid`, `softplus`, `log_sigmoid`, `tanh`: the stability.md §7E lowerings L1–L3 and an
+//!   odd/sign split of `tanh` through `expm1`, all built on the four above.
+//!
+//! Invariants:
+//! * No control flow: only selects (`select` on scalars, `bitselect` on vectors) and arithmetic,
+//!   so the emitters can be called anywhere inside a block, any number of times.
+//! * No libcalls on any target: rounding to an integer uses the `1.5·2^(p−1)` magic-constant trick
+//!   (which also yields the integer bits, so no float-to-int conversion is needed), and `fma` is
+//!   used only when [`MathFeatures::fma`] says the ISA has it natively; otherwise products and sums
+//!   are separate instructions and exact products use Dekker's splitting.
+//!   `nearest`, `floor`, `fcvt_*`, `fmin` and `fmax` are never emitted, so SSE4.1 is not needed
+//!   either (with SSE4.1 Cranelift lowers the selects to `blendv`).
+//! * Special values follow libm: NaN propagates, `exp` overflows to `+inf` and underflows to `0`
+//!   through the subnormals, `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`,
+//!   `log1p(-1) = -inf`, and `log1p`, `expm1` and `tanh` return `-0.0` for `-0.0`.
+//! * Accuracy targets (checked by the tests of the scratch crate): at most 1 ulp for
+//!   `exp`, `log`, `log1p` and `expm1`, and at most 2 bits (f64) or 2.5 bits (f32) of error for the
+//!   composites.
+//!   Measured maxima: 0.75–0.83 ulp (f32, exhaustive) and 0.69–0.81 ulp (f64, sampled against
+//!   double-double) for the four; 1.585 bits (2 ulps apart from the correctly rounded value) for
+//!   `sigmoid` and `tanh`, 1 bit for `softplus` and `log_sigmoid`.
+//! * Scalar and vector code of one type compute bit-identical results; the `fma` and non-`fma`
+//!   paths may differ in the last bit.
+//!
+//! Usage from a translator: `let y = emit_exp(&mut builder, features, x)?;` with `features`
+//! computed once per module by [`MathFeatures::from_isa`].
+//! Constants are emitted at the call site (Cranelift turns vector ones into RIP-relative loads),
+//! so several calls in one block simply share nothing; that costs loads, not correctness.
+
+use std::fmt;
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::types::{self, Type};
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_frontend::FunctionBuilder;
+
+/// CPU features that change which instructions the emitters use.
+///
+/// Only fused multiply-add matters: on x86-64 without FMA3 Cranelift turns `fma` into a libcall per
+/// lane, so the emitters then use a separate multiply and add (and Dekker's splitting where an exact
+/// product is needed).
+/// Rounding never needs SSE4.1 because it uses the magic-constant trick on every target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MathFeatures {
+    /// Emit `fma` for multiply-adds and exact products.
+    pub(crate) fma: bool,
+}
+
+impl MathFeatures {
+    /// The portable path: no `fma` instruction.
+    pub(crate) const BASELINE: MathFeatures = MathFeatures { fma: false };
+
+    /// Reads the features of `isa`: `fma` is used when x86-64 reports `has_fma`, and always on
+    /// AArch64, RISC-V and s390x, whose backends have a native fused multiply-add.
+    pub(crate) fn from_isa(isa: &dyn TargetIsa) -> MathFeatures {
+        let fma = match isa.name() {
+            "x64" => isa.isa_flags().iter().any(|flag| flag.name == "has_fma" && flag.as_bool() == Some(true)),
+            "aarch64" | "riscv64" | "s390x" => true,
+            _ => false,
+        };
+        MathFeatures { fma }
+    }
+}
+
+/// An error from an emitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MathError {
+    /// The operand is not `f32`, `f64`, `f32x4` or `f64x2`.
+    UnsupportedType(Type),
+}
+
+impl fmt::Display for MathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MathError::UnsupportedType(ty) => {
+                write!(f, "inline math does not support operands of type {ty}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MathError {}
+
+/// The functions this module can emit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum MathFunc {
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// `log(1 + x)`.
+    Log1p,
+    /// `e^x − 1`.
+    Expm1,
+    /// `1 / (1 + e^−x)`.
+    Sigmoid,
+    /// `log(1 + e^x)`.
+    Softplus,
+    /// `log(sigmoid(x)) = −softplus(−x)`.
+    LogSigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+}
+
+impl MathFunc {
+    /// The lower-case name, as in the loss language.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            MathFunc::Exp => "exp",
+            MathFunc::Log => "log",
+            MathFunc::Log1p => "log1p",
+            MathFunc::Expm1 => "expm1",
+            MathFunc::Sigmoid => "sigmoid",
+            MathFunc::Softplus => "softplus",
+            MathFunc::LogSigmoid => "log_sigmoid",
+            MathFunc::Tanh => "tanh",
+        }
+    }
+}
+
+/// Emits `func(x)` at the current insertion point of `b` and returns the result, of the type of `x`.
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`; nothing is
+/// emitted then.
+pub(crate) fn emit_math(
+    b: &mut FunctionBuilder,
+    features: MathFeatures,
+    func: MathFunc,
+    x: Value,
+) -> Result<Value, MathError> {
+    let mut em = Emitter::new(b, features, x)?;
+    Ok(match func {
+        MathFunc::Exp => em.exp(x),
+        MathFunc::Log => em.log(x),
+        MathFunc::Log1p => em.log1p(x),
+        MathFunc::Expm1 => em.expm1(x),
+        MathFunc::Sigmoid => em.sigmoid(x),
+        MathFunc::Softplus => em.softplus(x),
+        MathFunc::LogSigmoid => em.log_sigmoid(x),
+        MathFunc::Tanh => em.tanh(x),
+    })
+}
+
+/// Emits `e^x` (≤ 1 ulp; overflow to `+inf`, gradual underflow to `0`).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_exp(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Exp, x)
+}
+
+/// Emits the natural logarithm of `x` (≤ 1 ulp; `log(±0) = -inf`, `log(x<0) = NaN`).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_log(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Log, x)
+}
+
+/// Emits `log(1 + x)` (≤ 1 ulp; `log1p(-1) = -inf`, `log1p(x<-1) = NaN`, `log1p(-0) = -0`).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_log1p(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Log1p, x)
+}
+
+/// Emits `e^x − 1` (≤ 1 ulp, accurate for small `x`; `expm1(-0) = -0`).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_expm1(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Expm1, x)
+}
+
+/// Emits the logistic function, as `x ≥ 0 ? 1/(1+e) : e/(1+e)` with `e = exp(−|x|)` (stability.md
+/// L3), which keeps the subnormal tail for very negative `x`.
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_sigmoid(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Sigmoid, x)
+}
+
+/// Emits `softplus(x) = max(x, 0) + log1p(exp(−|x|))` (stability.md L1).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_softplus(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Softplus, x)
+}
+
+/// Emits `log_sigmoid(x) = min(x, 0) − log1p(exp(−|x|))` (stability.md L2).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_log_sigmoid(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::LogSigmoid, x)
+}
+
+/// Emits `tanh(x) = sign(x) · (−e / (e + 2))` with `e = expm1(−2|x|)`, accurate near 0 and exact
+/// in sign (`tanh(-0) = -0`).
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_tanh(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
+    emit_math(b, features, MathFunc::Tanh, x)
+}
+
+/// Coefficients and thresholds for one element type.
+///
+/// Polynomials are fitted by `tools/coeffs.py` of the scratch crate (Chebyshev fits with mpmath,
+/// rounded to the element type); all other constants are exactly representable in it.
+struct Consts {
+    /// `f32` or `f64`.
+    lane: Type,
+    /// Explicit mantissa bits: 23 or 52.
+    mant_bits: i64,
+    /// Exponent bias: 127 or 1023.
+    bias: i64,
+    /// `1.5·2^mant_bits`: adding it rounds a float of magnitude below `2^(mant_bits−1)` to an
+    /// integer (ties to even) and leaves that integer in the low bits of the sum.
+    magic: f64,
+    /// `1/ln 2`, rounded.
+    log2e: f64,
+    /// High part of ln 2 with enough trailing zeros that `n·LN2_HI` is exact for every `n` used.
+    ln2_hi: f64,
+    /// `ln 2 − ln2_hi`, rounded.
+    ln2_lo: f64,
+    /// `exp` clamps its argument to `[exp_lo, exp_hi]`: below `exp_lo` the result rounds to 0,
+    /// above `exp_hi` it overflows, and `2^(n/2)` stays a normal number in between.
+    exp_lo: f64,
+    /// See `exp_lo`.
+    exp_hi: f64,
+    /// `expm1` clamps below at this argument, where the result rounds to −1.
+    expm1_lo: f64,
+    /// `Q(r)` with `e^r − 1 = r + r²/2 + r³·Q(r)` on `|r| ≤ 0.3467`, lowest degree first.
+    exp_q: &'static [f64],
+    /// `P(z)` with `log(1+f) = f − f²/2 + s·(f²/2 + z·P(z))`, `s = f/(2+f)`, `z = s²`.
+    log_p: &'static [f64],
+    /// Added to the bits of `x` so that the exponent field rounds `m` into `[√½, √2)`.
+    log_off: i64,
+    /// Bits of the float just above `√½` that `m`'s mantissa is rebased on.
+    log_base: i64,
+    /// Mask of the mantissa field.
+    mant_mask: i64,
+    /// Bits of `2^mant_bits`, used to turn a small integer into a float.
+    two_mant_bits: i64,
+    /// Smallest positive normal number.
+    min_normal: f64,
+    /// `2^(mant_bits + 2)`: subnormal inputs of `log` are multiplied by it first.
+    sub_scale: f64,
+    /// `mant_bits + 2`, the exponent of `sub_scale`.
+    sub_k: f64,
+    /// Below this magnitude `expm1(x)` and `log1p(x)` round to `x`.
+    tiny: f64,
+    /// Dekker's splitting constant `2^⌈p/2⌉ + 1`.
+    split: f64,
+}
+
+/// `f32` constants.
+static F32_CONSTS: Consts = Consts {
+    lane: types::F32,
+    mant_bits: 23,
+    bias: 127,
+    magic: 12582912.0,
+    log2e: 1.4426950216293335,
+    ln2_hi: 0.693145751953125,
+    ln2_lo: 1.428606765330187e-06,
+    exp_lo: -104.0,
+    exp_hi: 89.0,
+    expm1_lo: -20.0,
+    exp_q: &[
+        0.1666666716337204,
+        0.041666556149721146,
+        0.00833332072943449,
+        0.0013926203828305006,
+        0.00019882719789166003,
+    ],
+    log_p: &[0.6666666865348816, 0.4000012278556824, 0.2855081856250763, 0.23330561816692352],
+    log_off: 0x3f80_0000 - 0x3f35_04f3,
+    log_base: 0x3f35_04f3,
+    mant_mask: 0x007f_ffff,
+    two_mant_bits: 0x4b00_0000,
+    min_normal: 1.1754943508222875e-38,
+    sub_scale: 33554432.0,
+    sub_k: 25.0,
+    tiny: 2.9802322387695312e-08,
+    split: 4097.0,
+};
+
+/// `f64` constants.
+static F64_CONSTS: Consts = Consts {
+    lane: types::F64,
+    mant_bits: 52,
+    bias: 1023,
+    magic: 6755399441055744.0,
+    log2e: 1.4426950408889634,
+    ln2_hi: 0.6931471805598903,
+    ln2_lo: 5.497923018708371e-14,
+    exp_lo: -746.0,
+    exp_hi: 710.0,
+    expm1_lo: -40.0,
+    exp_q: &[
+        0.16666666666666669,
+        0.041666666666666664,
+        0.008333333333330055,
+        0.0013888888888886548,
+        0.00019841269863088255,
+        2.4801587317169235e-05,
+        2.7557268406190795e-06,
+        2.7557282931125736e-07,
+        2.51004110820149e-08,
+        2.091125490208877e-09,
+    ],
+    log_p: &[
+        0.666666666666667,
+        0.39999999999899455,
+        0.2857142862599856,
+        0.2222221113102852,
+        0.1818288939967772,
+        0.15331712479381301,
+        0.14616562422104645,
+    ],
+    log_off: (0x3ff0_0000 - 0x3fe6_a09e) << 32,
+    log_base: 0x3fe6_a09e << 32,
+    mant_mask: 0x000f_ffff_ffff_ffff,
+    two_mant_bits: 0x4330_0000_0000_0000,
+    min_normal: 2.2250738585072014e-308,
+    sub_scale: 18014398509481984.0,
+    sub_k: 54.0,
+    tiny: 5.551115123125783e-17,
+    split: 134217729.0,
+};
+
+/// A lane mask from `fcmp`: `i8` for scalars, an integer vector for vectors.
+#[derive(Clone, Copy)]
+struct Mask(Value);
+
+/// The result of the `exp` argument reduction.
+struct Reduced {
+    /// `x·log2e + magic`: its integer bits are `n` plus a constant multiple of `2^(mant_bits+1)`.
+    t: Value,
+    /// The reduced argument, `x − n·ln2` rounded.
+    r: Value,
+    /// The rounding error of `r`: `x − n·ln2 ≈ r + r_lo`.
+    r_lo: Value,
+}
+
+/// Emission context: the builder, the operand type and its constants.
+struct Emitter<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    /// The float type of operands and results (scalar or vector).
+    ty: Type,
+    /// The integer type of the same shape.
+    int_ty: Type,
+    /// Constants for the lane type.
+    k: &'static Consts,
+    /// Whether `fma` may be emitted.
+    fma: bool,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(b: &'a mut FunctionBuilder<'b>, features: MathFeatures, x: Value) -> Result<Self, MathError> {
+        let ty = b.func.dfg.value_type(x);
+        let (k, int_ty) = match ty {
+            types::F32 => (&F32_CONSTS, types::I32),
+            types::F64 => (&F64_CONSTS, types::I64),
+            types::F32X4 => (&F32_CONSTS, types::I32X4),
+            types::F64X2 => (&F64_CONSTS, types::I64X2),
+            _ => return Err(MathError::UnsupportedType(ty)),
+        };
+        Ok(Emitter { b, ty, int_ty, k, fma: features.fma })
+    }
+
+    // ---- Building blocks ----
+
+    /// A float constant of the operand type (splatted for vectors).
+    fn f(&mut self, v: f64) -> Value {
+        let s = if self.k.lane == types::F32 {
+            // The constants are chosen to be exact in f32, so this cast does not round.
+            self.b.ins().f32const(v as f32)
+        } else {
+            self.b.ins().f64const(v)
+        };
+        if self.ty.is_vector() {
+            self.b.ins().splat(self.ty, s)
+        } else {
+            s
+        }
+    }
+
+    /// An integer constant of the integer type matching the operand type.
+    fn i(&mut self, v: i64) -> Value {
+        let lane = self.int_ty.lane_type();
+        // `iconst` wants narrow immediates zero-extended.
+        let imm = if lane == types::I32 { i64::from(v as u32) } else { v };
+        let s = self.b.ins().iconst(lane, imm);
+        if self.int_ty.is_vector() {
+            self.b.ins().splat(self.int_ty, s)
+        } else {
+            s
+        }
+    }
+
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fsub(a, b)
+    }
+
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+
+    fn neg(&mut self, a: Value) -> Value {
+        self.b.ins().fneg(a)
+    }
+
+    fn abs(&mut self, a: Value) -> Value {
+        self.b.ins().fabs(a)
+    }
+
+    /// `a·b + c`: one `fma` when available, else a multiply and an add.
+    fn mla(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.fma {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let p = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(p, c)
+        }
+    }
+
+    /// `a·K + c` for a constant `K`.
+    fn mla_k(&mut self, a: Value, k: f64, c: Value) -> Value {
+        let kv = self.f(k);
+        self.mla(a, kv, c)
+    }
+
+    /// Reinterprets float bits as integers.
+    fn to_int(&mut self, x: Value) -> Value {
+        self.b.ins().bitcast(self.int_ty, MemFlagsData::new(), x)
+    }
+
+    /// Reinterprets integer bits as a float.
+    fn to_float(&mut self, i: Value) -> Value {
+        self.b.ins().bitcast(self.ty, MemFlagsData::new(), i)
+    }
+
+    fn cmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Mask {
+        Mask(self.b.ins().fcmp(cc, a, b))
+    }
+
+    /// `mask ? a : b` lane by lane.
+    fn sel(&mut self, mask: Mask, a: Value, b: Value) -> Value {
+        if self.ty.is_vector() {
+            // The `bitcast(fcmp)` shape lets Cranelift use `blendv`, `minps` or `maxps`.
+            let m = self.b.ins().bitcast(self.ty, MemFlagsData::new(), mask.0);
+            self.b.ins().bitselect(m, a, b)
+        } else {
+            self.b.ins().select(mask.0, a, b)
+        }
+    }
+
+    /// Knuth's TwoSum: `s + e = a + b` exactly, `s = fl(a + b)`.
+    fn two_sum(&mut self, a: Value, b: Value) -> (Value, Value) {
+        let s = self.add(a, b);
+        let bb = self.sub(s, a);
+        let ab = self.sub(s, bb);
+        let da = self.sub(a, ab);
+        let db = self.sub(b, bb);
+        let e = self.add(da, db);
+        (s, e)
+    }
+
+    /// Exact square: `p + e = a²`, `p = fl(a²)`.
+    fn two_square(&mut self, a: Value) -> (Value, Value) {
+        let p = self.mul(a, a);
+        if self.fma {
+            let np = self.neg(p);
+            let e = self.b.ins().fma(a, a, np);
+            return (p, e);
+        }
+        // Dekker: a = hi + lo with hi holding the upper half of the bits.
+        let c = self.mul_k(a, self.k.split);
+        let d = self.sub(c, a);
+        let hi = self.sub(c, d);
+        let lo = self.sub(a, hi);
+        let hh = self.mul(hi, hi);
+        let t = self.sub(hh, p);
+        let hl = self.mul(hi, lo);
+        let hl2 = self.add(hl, hl);
+        let t = self.add(t, hl2);
+        let ll = self.mul(lo, lo);
+        let e = self.add(t, ll);
+        (p, e)
+    }
+
+    fn mul_k(&mut self, a: Value, k: f64) -> Value {
+        let kv = self.f(k);
+        self.mul(a, kv)
+    }
+
+    fn add_k(&mut self, a: Value, k: f64) -> Value {
+        let kv = self.f(k);
+        self.add(a, kv)
+    }
+
+    /// Horner evaluation of `c[0] + c[1]·x + …`.
+    fn poly(&mut self, x: Value, c: &[f64]) -> Value {
+        let Some((&last, rest)) = c.split_last() else {
+            return self.f(0.0);
+        };
+        let mut acc = self.f(last);
+        for &ci in rest.iter().rev() {
+            let cv = self.f(ci);
+            acc = self.mla(acc, x, cv);
+        }
+        acc
+    }
+
+    /// `2^e` from an integer `e` held in the low bits of `bits` (modulo the exponent-field width),
+    /// as `(bits + bias) << mant_bits`.
+    fn pow2_from_bits(&mut self, bits: Value, extra: i64) -> Value {
+        let bias = self.i(self.k.bias + extra);
+        let e = self.b.ins().iadd(bits, bias);
+        let sh = self.b.ins().ishl_imm_u(e, self.k.mant_bits);
+        self.to_float(sh)
+    }
+
+    // ---- exp family ----
+
+    /// Clamps `x` to `[lo, hi]`, letting NaN through, and reduces it: `x = n·ln2 + r + r_lo`.
+    fn reduce(&mut self, x: Value, lo: f64, hi: f64) -> Reduced {
+        let k = self.k;
+        let lo_v = self.f(lo);
+        let below = self.cmp(FloatCC::LessThan, x, lo_v);
+        let xc = self.sel(below, lo_v, x);
+        let hi_v = self.f(hi);
+        let above = self.cmp(FloatCC::LessThan, hi_v, xc);
+        let xc = self.sel(above, hi_v, xc);
+        let log2e = self.f(k.log2e);
+        let magic = self.f(k.magic);
+        let t = self.mla(xc, log2e, magic);
+        let n = self.sub(t, magic);
+        // n·ln2_hi is exact and so is the subtraction (Sterbenz), with or without fma.
+        let r1 = self.mla_k(n, -k.ln2_hi, xc);
+        let nlo = self.f(-k.ln2_lo);
+        let r = self.mla(n, nlo, r1);
+        let d = self.sub(r1, r);
+        let r_lo = self.mla(n, nlo, d);
+        Reduced { t, r, r_lo }
+    }
+
+    fn exp(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let red = self.reduce(x, k.exp_lo, k.exp_hi);
+        let r = red.r;
+        // h = r²/2 + r³·Q(r) = r²·(1/2 + r·Q(r)).
+        let q = self.poly(r, k.exp_q);
+        let half = self.f(0.5);
+        let inner = self.mla(r, q, half);
+        let r2 = self.mul(r, r);
+        let h = self.mul(r2, inner);
+        // 1 + r exactly as s + e (|r| < 1), then the small terms, then one rounding.
+        let one = self.f(1.0);
+        let s = self.add(one, r);
+        let sr = self.sub(one, s);
+        let e = self.add(sr, r);
+        let rr = self.mla(r, red.r_lo, red.r_lo); // r_lo·(1 + r)
+        let tail = self.add(h, rr);
+        let tail = self.add(e, tail);
+        let u = self.add(s, tail);
+        // Scale by 2^a·2^b, a = ⌊n/2⌋, b = n − a: each factor is normal, the first product is
+        // exact and the second rounds once (to a subnormal or to infinity where it must).
+        let tb = self.to_int(red.t);
+        let half_n = self.b.ins().ushr_imm_u(tb, 1);
+        let rest_n = self.b.ins().isub(tb, half_n);
+        let s1 = self.pow2_from_bits(half_n, 0);
+        let s2 = self.pow2_from_bits(rest_n, 0);
+        let u = self.mul(u, s1);
+        self.mul(u, s2)
+    }
+
+    fn expm1(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let red = self.reduce(x, k.expm1_lo, k.exp_hi);
+        let r = red.r;
+        // h = e^r − 1 − r = r²/2 + r³·Q(r), with r² split exactly: h = hh + hl.
+        let (r2, r2_err) = self.two_square(r);
+        let q = self.poly(r, k.exp_q);
+        let hh = self.mul_k(r2, 0.5);
+        let r3 = self.mul(r2, r);
+        let half_err = self.mul_k(r2_err, 0.5);
+        let hl = self.mla(r3, q, half_err);
+        let rr = self.mla(r, red.r_lo, red.r_lo); // r_lo·(1 + r)
+        let small = self.add(hl, rr);
+        // result = 2·(P·(1 + r + hh + small) − 1/2) with P = 2^(n−1), summed in double-word
+        // arithmetic: P·r and P·hh are exact, P − 1/2 is split by TwoSum.
+        let tb = self.to_int(red.t);
+        let p = self.pow2_from_bits(tb, -1);
+        let mhalf = self.f(-0.5);
+        let (a_hi, a_lo) = self.two_sum(p, mhalf);
+        let t1 = self.mul(p, r);
+        let t2 = self.mul(p, hh);
+        let t3 = self.mul(p, small);
+        let (s1, e1) = self.two_sum(a_hi, t1);
+        let (s2, e2) = self.two_sum(s1, t2);
+        let tail = self.add(e1, e2);
+        let tail = self.add(tail, a_lo);
+        let tail = self.add(tail, t3);
+        let inner = self.add(s2, tail);
+        let res = self.add(inner, inner);
+        // Tiny arguments (and ±0, subnormals) return themselves, which is the rounded result.
+        let ax = self.abs(x);
+        let tiny = self.f(k.tiny);
+        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, x, res)
+    }
+
+    // ---- log family ----
+
+    /// `log(xs) + corr` for a positive normal `xs` (other inputs give garbage that the callers
+    /// replace), where the exponent is reduced by `k_base − 2^mant_bits − bias`.
+    /// `corr` must be small compared with `xs`'s own rounding (it is `c/u` for `log1p`).
+    fn log_kernel(&mut self, xs: Value, k_base: Value, corr: Option<Value>) -> Value {
+        let k = self.k;
+        let off = self.i(k.log_off);
+        let bits = self.to_int(xs);
+        let ix = self.b.ins().iadd(bits, off);
+        // k as a float: put the exponent field under 2^mant_bits and subtract.
+        let eb = self.b.ins().ushr_imm_u(ix, k.mant_bits);
+        let two_m = self.i(k.two_mant_bits);
+        let eb = self.b.ins().bor(eb, two_m);
+        let ef = self.to_float(eb);
+        let kf = self.sub(ef, k_base);
+        // m in [√½, √2), f = m − 1 exactly.
+        let mask = self.i(k.mant_mask);
+        let mb = self.b.ins().band(ix, mask);
+        let base = self.i(k.log_base);
+        let mb = self.b.ins().iadd(mb, base);
+        let m = self.to_float(mb);
+        let one = self.f(1.0);
+        let f = self.sub(m, one);
+        let half_f = self.mul_k(f, 0.5);
+        let hfsq = self.mul(half_f, f);
+        let two = self.f(2.0);
+        let den = self.add(two, f);
+        let s = self.div(f, den);
+        let z = self.mul(s, s);
+        let p = self.poly(z, k.log_p);
+        let rr = self.mul(z, p);
+        // log = k·ln2_hi − ((hfsq − (s·(hfsq + R) + (k·ln2_lo + corr))) − f)   (fdlibm)
+        let lo_v = self.f(k.ln2_lo);
+        let low = match corr {
+            Some(c) => self.mla(kf, lo_v, c),
+            None => self.mul(kf, lo_v),
+        };
+        let hr = self.add(hfsq, rr);
+        let a = self.mla(s, hr, low);
+        let bterm = self.sub(hfsq, a);
+        let c = self.sub(bterm, f);
+        let nc = self.neg(c);
+        self.mla_k(kf, k.ln2_hi, nc)
+    }
+
+    fn log(&mut self, x: Value) -> Value {
+        let k = self.k;
+        // Subnormal inputs: scale into the normal range and correct k.
+        let min_normal = self.f(k.min_normal);
+        let sub = self.cmp(FloatCC::LessThan, x, min_normal);
+        let scaled = self.mul_k(x, k.sub_scale);
+        let xs = self.sel(sub, scaled, x);
+        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
+        let kb_sub = self.f(base + k.sub_k);
+        let kb = self.f(base);
+        let k_base = self.sel(sub, kb_sub, kb);
+        let res = self.log_kernel(xs, k_base, None);
+        // Special values: +inf → +inf, x < 0 or NaN → NaN, ±0 → −inf.
+        let inf = self.f(f64::INFINITY);
+        let is_inf = self.cmp(FloatCC::Equal, x, inf);
+        let res = self.sel(is_inf, inf, res);
+        let zero = self.f(0.0);
+        let bad = self.cmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let nan = self.f(f64::NAN);
+        let res = self.sel(bad, nan, res);
+        let is_zero = self.cmp(FloatCC::Equal, x, zero);
+        let ninf = self.f(f64::NEG_INFINITY);
+        self.sel(is_zero, ninf, res)
+    }
+
+    /// `log1p` without the special-value fix-ups: valid for `x ≥ 0` (finite or not) and NaN,
+    /// which is what the composites pass.
+    fn log1p_core(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let one = self.f(1.0);
+        // u + c = 1 + x exactly (TwoSum); log1p(x) = log(u) + c/u.
+        let (u, c) = self.two_sum(one, x);
+        let corr = self.div(c, u);
+        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
+        let k_base = self.f(base);
+        self.log_kernel(u, k_base, Some(corr))
+    }
+
+    fn log1p(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let res = self.log1p_core(x);
+        let inf = self.f(f64::INFINITY);
+        let is_inf = self.cmp(FloatCC::Equal, x, inf);
+        let res = self.sel(is_inf, inf, res);
+        let m1 = self.f(-1.0);
+        let bad = self.cmp(FloatCC::UnorderedOrLessThan, x, m1);
+        let nan = self.f(f64::NAN);
+        let res = self.sel(bad, nan, res);
+        let is_m1 = self.cmp(FloatCC::Equal, x, m1);
+        let ninf = self.f(f64::NEG_INFINITY);
+        let res = self.sel(is_m1, ninf, res);
+        let ax = self.abs(x);
+        let tiny = self.f(k.tiny);
+        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, x, res)
+    }
+
+    // ---- composites ----
+
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let ax = self.abs(x);
+        let nax = self.neg(ax);
+        let e = self.exp(nax);
+        let one = self.f(1.0);
+        let d = self.add(one, e);
+        let zero = self.f(0.0);
+        let pos = self.cmp(FloatCC::GreaterThanOrEqual, x, zero);
+        let num = self.sel(pos, one, e);
+        self.div(num, d)
+    }
+
+    /// `log1p(exp(−|x|))`, shared by softplus and log_sigmoid.
+    fn log1p_exp_neg_abs(&mut self, x: Value) -> Value {
+        let ax = self.abs(x);
+        let nax = self.neg(ax);
+        let e = self.exp(nax);
+        self.log1p_core(e)
+    }
+
+    fn softplus(&mut self, x: Value) -> Value {
+        let l = self.log1p_exp_neg_abs(x);
+        let zero = self.f(0.0);
+        // max(x, 0) in the `maxps` shape; NaN gives 0 here and NaN through `l`.
+        let pos = self.cmp(FloatCC::LessThan, zero, x);
+        let m = self.sel(pos, x, zero);
+        self.add(m, l)
+    }
+
+    fn log_sigmoid(&mut self, x: Value) -> Value {
+        let l = self.log1p_exp_neg_abs(x);
+        let zero = self.f(0.0);
+        // min(x, 0) in the `minps` shape.
+        let neg = self.cmp(FloatCC::LessThan, x, zero);
+        let m = self.sel(neg, x, zero);
+        // −(l − m) rather than m − l: the same value, but −0 (the sign of the exact result)
+        // when both terms are 0.
+        let d = self.sub(l, m);
+        self.neg(d)
+    }
+
+    fn tanh(&mut self, x: Value) -> Value {
+        let ax = self.abs(x);
+        let y = self.mul_k(ax, -2.0);
+        let e = self.expm1(y);
+        // tanh|x| = −e/(e + 2), e ∈ [−1, 0].
+        let ne = self.neg(e);
+        let den = self.add_k(e, 2.0);
+        let t = self.div(ne, den);
+        // Copy the sign of x (t ≥ 0 or NaN): vector `fcopysign` has no x64 lowering.
+        let sign = self.f(-0.0);
+        let sx = self.b.ins().band(x, sign);
+        self.b.ins().bor(t, sx)
+    }
+}
