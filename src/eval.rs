@@ -381,6 +381,9 @@ impl<'a, T: Real> Interp<'a, T> {
         let kind = self.prog.graph.input_kind(input);
         let w = self.width(kind);
         let len = out.len();
+        if len == 0 {
+            return; // an unused pred given no data has no gradient to report
+        }
         let broadcast_all = len == 1 && self.rows * w > 1;
         let broadcast_row = kind == Kind::Class && len == self.classes && self.rows > 1;
         for c in 0..w {
@@ -473,8 +476,9 @@ impl<'a, T: Real> Interp<'a, T> {
         let needed = self.needed(&[arg]);
         let kind = self.prog.graph.kind(arg);
         let (mut all, mut any, mut acc) = (true, false, Neumaier::default());
-        let rows = if kind == Kind::Uniform { 1 } else { self.rows };
-        for r in 0..rows {
+        // A value that is the same everywhere counts once per row (per element without a
+        // class axis): `batch_sum(1)` is the number of rows.
+        for r in 0..self.rows {
             self.eval_row(r, &needed);
             for c in 0..self.width(kind) {
                 let v = self.at(arg, c);

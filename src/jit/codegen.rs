@@ -23,7 +23,9 @@ use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
-use cranelift_codegen::ir::{AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
@@ -157,7 +159,16 @@ pub(crate) fn codegen(
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
     }
+    if std::env::var_os("LOSSC_DEBUG_CLIF").is_some() {
+        eprintln!("{}", ctx.func.display());
+        ctx.set_disasm(true);
+    }
     module.define_function(id, &mut ctx).map_err(JitError::module)?;
+    if std::env::var_os("LOSSC_DEBUG_CLIF").is_some() {
+        if let Some(c) = ctx.compiled_code() {
+            eprintln!("{}", c.vcode.clone().unwrap_or_default());
+        }
+    }
     module.clear_context(&mut ctx);
     Ok(id)
 }
@@ -509,6 +520,61 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// Emits node `id` (op `op` over `args`), reusing the lane masks of boolean children so a
+    /// comparison feeding a `where` never goes through a 1.0/0.0 float and back.
+    fn node_op(
+        &mut self,
+        op: Op,
+        children: &[NodeId],
+        args: &[Value],
+        masks: &mut HashMap<NodeId, Value>,
+        id: NodeId,
+    ) -> Value {
+        let mask_of = |m: &HashMap<NodeId, Value>, i: usize| children.get(i).and_then(|c| m.get(c)).copied();
+        let cmp = match op {
+            Op::Lt => Some(FloatCC::LessThan),
+            Op::Le => Some(FloatCC::LessThanOrEqual),
+            Op::Gt => Some(FloatCC::GreaterThan),
+            Op::Ge => Some(FloatCC::GreaterThanOrEqual),
+            Op::Eq => Some(FloatCC::Equal),
+            Op::Ne => Some(FloatCC::NotEqual),
+            _ => None,
+        };
+        let mask = if let Some(cc) = cmp {
+            Some(self.b.ins().fcmp(cc, args[0], args[1]))
+        } else {
+            match op {
+                Op::And | Op::Or => {
+                    let p = match mask_of(masks, 0) {
+                        Some(m) => m,
+                        None => self.nonzero(args[0]),
+                    };
+                    let q = match mask_of(masks, 1) {
+                        Some(m) => m,
+                        None => self.nonzero(args[1]),
+                    };
+                    Some(if op == Op::And { self.b.ins().band(p, q) } else { self.b.ins().bor(p, q) })
+                }
+                Op::Where => {
+                    let c = match mask_of(masks, 0) {
+                        Some(m) => m,
+                        None => self.nonzero(args[0]),
+                    };
+                    return self.sel(c, args[1], args[2]);
+                }
+                _ => None,
+            }
+        };
+        match mask {
+            Some(m) => {
+                masks.insert(id, m);
+                // Materialised only if something uses the number (dead code otherwise).
+                self.truth(m, args[0])
+            }
+            None => self.op(op, args),
+        }
+    }
+
     /// `a^b` as `math::pow`: exact products for b = 2 and 1, sqrt for 0.5, libm otherwise.
     fn pow(&mut self, a: Value, b: Value) -> Value {
         let general = self.libm(Libm::Pow, &[a, b]);
@@ -541,13 +607,16 @@ impl<'a> Translator<'a> {
             self.b.def_var(acc[0], s);
             return;
         }
+        let _ = f64x2;
         let lo = self.b.ins().fvpromote_low(v);
-        let l2 = self.b.ins().extractlane(v, 2);
-        let l3 = self.b.ins().extractlane(v, 3);
-        let h2 = self.b.ins().fpromote(types::F64, l2);
-        let h3 = self.b.ins().fpromote(types::F64, l3);
-        let hi = self.b.ins().splat(f64x2, h2);
-        let hi = self.b.ins().insertlane(hi, h3, 1);
+        // Lanes 2 and 3 moved down (one `pshufd`), then promoted.
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let bytes = self.b.ins().bitcast(types::I8X16, le, v);
+        let mask: Vec<u8> = (8u8..16).chain(8..16).collect();
+        let imm = self.b.func.dfg.immediates.push(ConstantData::from(mask));
+        let moved = self.b.ins().shuffle(bytes, bytes, imm);
+        let high = self.b.ins().bitcast(types::F32X4, le, moved);
+        let hi = self.b.ins().fvpromote_low(high);
         let a0 = self.b.use_var(acc[0]);
         let s0 = self.b.ins().fadd(a0, lo);
         self.b.def_var(acc[0], s0);
@@ -633,11 +702,22 @@ impl<'a> Translator<'a> {
         let (vec_acc, scalar_acc) = acc.split_at(acc.len() - 1);
         let vec_acc = vec_acc.to_vec();
         let scalar_acc = scalar_acc.to_vec();
+        // A second set of vector accumulators for the unrolled copy (independent chains).
+        let acc2 = self.new_accumulators();
+        let vec_acc2 = acc2[..acc2.len() - 1].to_vec();
         let i_var = self.b.declare_var(self.ptr);
         let begin = self.row_begin;
         let end = self.row_end;
         let lanes = self.lanes;
-        self.counted_loop(begin, end, lanes, i_var, |t, i| {
+        // Two vectors per iteration, then one, then scalars.
+        self.counted_loop(begin, end, 2 * lanes, i_var, |t, i| {
+            t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
+            let l = t.iconst(lanes);
+            let j = t.b.ins().iadd(i, l);
+            t.element_body(&needed, roots, At { idx: j, vector: true }, &vec_acc2);
+        });
+        let i = self.b.use_var(i_var);
+        self.counted_loop(i, end, lanes, i_var, |t, i| {
             let at = At { idx: i, vector: true };
             t.element_body(&needed, roots, at, &vec_acc);
         });
@@ -647,12 +727,20 @@ impl<'a> Translator<'a> {
             let at = At { idx: i, vector: false };
             t.element_body(&needed, roots, at, &scalar_acc);
         });
+        // Fold the second set into the first, lane by lane.
+        for (a, b2) in vec_acc.iter().zip(&vec_acc2) {
+            let x = self.b.use_var(*a);
+            let y = self.b.use_var(*b2);
+            let s = self.b.ins().fadd(x, y);
+            self.b.def_var(*a, s);
+        }
         self.finish(&acc);
     }
 
     fn element_body(&mut self, needed: &[bool], roots: &Roots, at: At, acc: &[Variable]) {
         let g = self.g;
         let mut vals: HashMap<NodeId, Value> = HashMap::new();
+        let mut masks: HashMap<NodeId, Value> = HashMap::new();
         for (i, need) in needed.iter().enumerate() {
             if !need {
                 continue;
@@ -669,7 +757,7 @@ impl<'a> Translator<'a> {
                 Op::Seed => self.load(self.layout.seed_slot(), at),
                 op => {
                     let args: Vec<Value> = node.children().iter().map(|c| vals[c]).collect();
-                    self.op(op, &args)
+                    self.node_op(op, node.children(), &args, &mut masks, id)
                 }
             };
             vals.insert(id, v);
@@ -771,6 +859,7 @@ impl<'a> Translator<'a> {
     ) {
         let g = self.g;
         let mut row_vals: HashMap<NodeId, Value> = HashMap::new();
+        let mut row_masks: HashMap<NodeId, Value> = HashMap::new();
         let base = self.b.ins().imul(r, self.classes);
         // Rows whose class index is out of range: every derivative there is 0.
         let mut valid: Option<Value> = None;
@@ -806,14 +895,14 @@ impl<'a> Translator<'a> {
                     Op::Gather => self.gather(node.args[0], node.args[1], r, base),
                     op => {
                         let args: Vec<Value> = node.children().iter().map(|c| self.row_value(*c, &row_vals)).collect();
-                        self.op(op, &args)
+                        self.node_op(op, node.children(), &args, &mut row_masks, id)
                     }
                 };
                 row_vals.insert(id, v);
             }
         }
         if roots.wl_kind == Kind::Row {
-            let wl = row_vals[&roots.wl];
+            let wl = self.row_value(roots.wl, &row_vals);
             self.accumulate(&[scalar_acc], wl);
         }
         for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
@@ -968,6 +1057,7 @@ impl<'a> Translator<'a> {
                 let idx = t.b.ins().iadd(base, c);
                 let at = At { idx, vector };
                 let mut vals: HashMap<NodeId, Value> = HashMap::new();
+                let mut masks: HashMap<NodeId, Value> = HashMap::new();
                 for i in 0..g.len() {
                     let id = NodeId(i as u32);
                     if !want_c[i] || g.kind(id) != Kind::Class {
@@ -1014,7 +1104,7 @@ impl<'a> Translator<'a> {
                                     }
                                 })
                                 .collect();
-                            t.op(op, &args)
+                            t.node_op(op, node.children(), &args, &mut masks, id)
                         }
                     };
                     vals.insert(id, v);

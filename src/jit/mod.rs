@@ -228,7 +228,7 @@ impl JitLoss {
             .find_map(|p| find(&prog.inputs[p as usize].name))
             .map(|a| a.shape.first().copied().unwrap_or(1));
         let call = CallOptions { reduce: opts.reduce, rows: Some(rows), batch, upstream: upstream.as_deref() };
-        let given = |n: u16| find(&prog.inputs[n as usize].name).map_or(1, |a| a.data.len());
+        let given = |n: u16| find(&prog.inputs[n as usize].name).map_or(0, |a| a.data.len());
         let mut grad_bufs: Vec<Vec<T>> =
             if opts.grad { prog.derivs.iter().map(|d| vec![T::ZERO; given(d.input)]).collect() } else { Vec::new() };
         let mut hess_bufs: Vec<Vec<T>> =
@@ -456,7 +456,7 @@ impl JitLoss {
         let mut k = usize::from(seed_array);
         for bufs in [&mut out.grad, &mut out.hess] {
             for (buf, d) in bufs.iter_mut().zip(&prog.derivs) {
-                if let Some((_, sidx)) = folds.iter().find(|(sk, _)| *sk == k) {
+                if let Some((_, sidx)) = folds.iter().find(|(sk, _)| *sk == k).filter(|_| !buf.is_empty()) {
                     let row = if prog.graph.input_kind(d.input) == Kind::Class { classes } else { 1 };
                     let mut acc = vec![0.0f64; buf.len()];
                     for (i, v) in scratch[*sidx].iter().enumerate() {
@@ -622,7 +622,10 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
         let data = match (find(&decl.name), decl.default) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,
-            (None, None) if !decl.used => continue,
+            (None, None) if !decl.used => {
+                given[n] = 0;
+                continue;
+            }
             (None, None) => return Err(CallError::Diagnose),
         };
         let row = if decl.layout == InputLayout::Classes { classes } else { 1 };
@@ -798,7 +801,7 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
                     let mut valid = g.cst(1.0);
                     let c = g.leaf(Op::NumClasses, Kind::Uniform);
                     for (n, decl) in prog.inputs.iter().enumerate() {
-                        if decl.layout != InputLayout::Index {
+                        if decl.layout != InputLayout::Index || !decl.used {
                             continue;
                         }
                         let k = g.leaf(Op::Input(n as u16), Kind::Row);
@@ -832,8 +835,14 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
         uniform_slots.push(id);
         slot_sources.push(source);
     }
-    let index_inputs =
-        prog.inputs.iter().enumerate().filter(|(_, i)| i.layout == InputLayout::Index).map(|(n, _)| n as u16).collect();
+    // Only used index targets are bound (an unused one may be absent).
+    let index_inputs = prog
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.layout == InputLayout::Index && i.used)
+        .map(|(n, _)| n as u16)
+        .collect();
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     let (mut module, features) = new_module()?;
