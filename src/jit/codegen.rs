@@ -387,6 +387,19 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// Pseudo-maximum `a < x ? x : a` (drops NaN; keeps `a` on ties); the `select(fcmp)`
+    /// shape becomes one `maxps`/`maxss`.
+    fn pmax(&mut self, a: Value, x: Value) -> Value {
+        let m = self.b.ins().fcmp(FloatCC::LessThan, a, x);
+        self.sel(m, x, a)
+    }
+
+    /// Pseudo-minimum `x < a ? x : a`.
+    fn pmin(&mut self, a: Value, x: Value) -> Value {
+        let m = self.b.ins().fcmp(FloatCC::LessThan, x, a);
+        self.sel(m, x, a)
+    }
+
     /// 1.0 where `mask`, else 0.0.
     fn truth(&mut self, mask: Value, like: Value) -> Value {
         let one = self.cst_like(1.0, like);
@@ -1003,6 +1016,7 @@ impl<'a> Translator<'a> {
         }
         // Accumulators for the reductions: a vector and a scalar each.
         let mut red_vars = Vec::new();
+        let mut nan_vars = Vec::new();
         for rid in &reductions {
             let init = match g.node(*rid).op {
                 Op::RowSum => 0.0,
@@ -1015,7 +1029,18 @@ impl<'a> Translator<'a> {
             self.b.def_var(vv, v);
             let sv = self.b.declare_var(self.scalar);
             self.b.def_var(sv, s);
+            // max/min run on pseudo-max/min (one instruction, NaN-dropping) and collect
+            // "saw a NaN" separately, off the critical path; the result is NaN if so.
+            let mask_ty = if self.scalar == types::F32 { types::I32X4 } else { types::I64X2 };
+            let z = self.b.ins().iconst(mask_ty.lane_type(), 0);
+            let zv = self.b.ins().splat(mask_ty, z);
+            let nv = self.b.declare_var(mask_ty);
+            self.b.def_var(nv, zv);
+            let z8 = self.b.ins().iconst(types::I8, 0);
+            let ns = self.b.declare_var(types::I8);
+            self.b.def_var(ns, z8);
             red_vars.push((vv, sv));
+            nan_vars.push((nv, ns));
         }
         // Row values used as vectors, splatted once before the loop.
         let mut splats: HashMap<NodeId, Value> = HashMap::new();
@@ -1048,6 +1073,7 @@ impl<'a> Translator<'a> {
             let start = if vector { zero_idx } else { self.b.use_var(c_var) };
             let step = if vector { lanes } else { 1 };
             let red_vars_c = red_vars.clone();
+            let nan_vars_c = nan_vars.clone();
             let reductions_c = reductions.clone();
             let splats_c = splats.clone();
             let class_stores_c = class_stores.clone();
@@ -1109,16 +1135,24 @@ impl<'a> Translator<'a> {
                     };
                     vals.insert(id, v);
                 }
-                for (rid, (vv, sv)) in reductions_c.iter().zip(&red_vars_c) {
+                for ((rid, (vv, sv)), (nv, ns)) in reductions_c.iter().zip(&red_vars_c).zip(&nan_vars_c) {
                     let var = if vector { *vv } else { *sv };
                     let x = vals[&g.node(*rid).args[0]];
                     let a = t.b.use_var(var);
-                    let n = match g.node(*rid).op {
+                    let op = g.node(*rid).op;
+                    let n = match op {
                         Op::RowSum => t.b.ins().fadd(a, x),
-                        Op::RowMax => t.op(Op::Max, &[a, x]),
-                        _ => t.op(Op::Min, &[a, x]),
+                        Op::RowMax => t.pmax(a, x),
+                        _ => t.pmin(a, x),
                     };
                     t.b.def_var(var, n);
+                    if op != Op::RowSum {
+                        let flag = if vector { *nv } else { *ns };
+                        let nan = t.b.ins().fcmp(FloatCC::Unordered, x, x);
+                        let f = t.b.use_var(flag);
+                        let f = t.b.ins().bor(f, nan);
+                        t.b.def_var(flag, f);
+                    }
                 }
                 if loss_here {
                     let wl = vals[&roots.wl];
@@ -1149,7 +1183,7 @@ impl<'a> Translator<'a> {
             });
         }
         // Combine each reduction's lanes and its scalar tail, in a fixed order.
-        for (rid, (vv, sv)) in reductions.iter().zip(&red_vars) {
+        for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars).zip(&nan_vars) {
             let op = g.node(*rid).op;
             let v = self.b.use_var(*vv);
             let tail = self.b.use_var(*sv);
@@ -1158,15 +1192,23 @@ impl<'a> Translator<'a> {
                 let x = self.b.ins().extractlane(v, lane);
                 total = match op {
                     Op::RowSum => self.b.ins().fadd(total, x),
-                    Op::RowMax => self.op(Op::Max, &[total, x]),
-                    _ => self.op(Op::Min, &[total, x]),
+                    Op::RowMax => self.pmax(total, x),
+                    _ => self.pmin(total, x),
                 };
             }
             total = match op {
                 Op::RowSum => self.b.ins().fadd(total, tail),
-                Op::RowMax => self.op(Op::Max, &[total, tail]),
-                _ => self.op(Op::Min, &[total, tail]),
+                Op::RowMax => self.pmax(total, tail),
+                _ => self.pmin(total, tail),
             };
+            if op != Op::RowSum {
+                let fv = self.b.use_var(*nv);
+                let any_v = self.b.ins().vany_true(fv);
+                let fs = self.b.use_var(*ns);
+                let any = self.b.ins().bor(any_v, fs);
+                let nan = self.fconst(f64::NAN);
+                total = self.b.ins().select(any, nan, total);
+            }
             row_vals.insert(*rid, total);
         }
     }
