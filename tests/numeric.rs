@@ -31,8 +31,9 @@ fn run(prog: &Program, data: &[(String, Array)], reduce: ReduceMode, grad: bool)
     (loss, out.grad, out.hess)
 }
 
+/// Within `tol` absolutely near zero, or relatively elsewhere.
 fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    approx::relative_eq!(a, b, epsilon = tol, max_relative = tol)
 }
 
 #[test]
