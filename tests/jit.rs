@@ -227,3 +227,77 @@ fn unused_inputs_need_no_data() {
         assert_eq!(both("log(1 + square(sigmoid(y)))", dtype, &data, ReduceMode::Sum), Ok(None));
     }
 }
+
+fn big_call(jit: &JitLoss, p: &[f32], y: &[f32]) -> (f64, Vec<f32>) {
+    use lossc::jit::{Arg, CallOptions, Data, Outputs};
+    let mut grad = vec![0.0f32; p.len()];
+    let args = [Arg { name: "p", data: Data::Values(p) }, Arg { name: "y", data: Data::Values(y) }];
+    let opts = CallOptions { rows: Some(p.len()), ..CallOptions::default() };
+    let mut out = Outputs { grad: vec![grad.as_mut_slice()], hess: Vec::new(), loss_items: None };
+    let loss = jit.call(&args, &opts, &mut out).expect("valid call");
+    (loss, grad)
+}
+
+/// The reduced loss is bitwise the same for any number of threads (fixed chunks, fixed
+/// combination order), and one compiled loss serves many threads at once.
+#[test]
+fn results_do_not_depend_on_threads() {
+    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false };
+    let jit = JitLoss::new(compile("softplus(p*y) + (p - y)^2", &options).expect("valid")).expect("compiles");
+    let mut rng = Rng(7);
+    let n = 300_007; // several chunks and a ragged tail
+    let p: Vec<f32> = (0..n).map(|_| (rng.next() * 6.0 - 3.0) as f32).collect();
+    let y: Vec<f32> = (0..n).map(|_| (rng.next() * 2.0 - 1.0) as f32).collect();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("pool");
+    let (l1, g1) = one.install(|| big_call(&jit, &p, &y));
+    let (l4, g4) = four.install(|| big_call(&jit, &p, &y));
+    assert_eq!(l1.to_bits(), l4.to_bits());
+    assert_eq!(g1, g4);
+    let results: Vec<(f64, Vec<f32>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| big_call(&jit, &p, &y))).collect();
+        handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+    });
+    for (l, g) in results {
+        assert_eq!(l.to_bits(), l1.to_bits());
+        assert_eq!(g, g1);
+    }
+}
+
+#[test]
+fn compiled_losses_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<JitLoss>();
+}
+
+fn rss_bytes() -> usize {
+    // Resident pages are the second field of /proc/self/statm (Linux); 0 elsewhere.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Compiling and dropping losses frees their code: memory stays flat under churn.
+/// `LOSSC_LONG=1` runs 100,000 cycles instead of 300.
+#[test]
+fn compile_and_drop_keeps_memory_flat() {
+    let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
+    let n = if long { 100_000 } else { 300 };
+    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false };
+    let cycle = |i: usize| {
+        let src = format!("softplus(p*y) + {}*(p - y)^2", 1 + i % 7);
+        let jit = JitLoss::new(compile(&src, &options).expect("valid")).expect("compiles");
+        drop(jit);
+    };
+    for i in 0..200 {
+        cycle(i);
+    }
+    let before = rss_bytes();
+    for i in 0..n {
+        cycle(i);
+    }
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    assert!(growth < 8 << 20, "RSS grew by {} KiB over {n} compile/drop cycles", growth >> 10);
+}
