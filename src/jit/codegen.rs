@@ -159,16 +159,7 @@ pub(crate) fn codegen(
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
     }
-    if std::env::var_os("LOSSC_DEBUG_CLIF").is_some() {
-        eprintln!("{}", ctx.func.display());
-        ctx.set_disasm(true);
-    }
     module.define_function(id, &mut ctx).map_err(JitError::module)?;
-    if std::env::var_os("LOSSC_DEBUG_CLIF").is_some() {
-        if let Some(c) = ctx.compiled_code() {
-            eprintln!("{}", c.vcode.clone().unwrap_or_default());
-        }
-    }
     module.clear_context(&mut ctx);
     Ok(id)
 }
