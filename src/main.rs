@@ -4,6 +4,7 @@
 //! 2 only what the argument parser rejects.
 
 mod cli;
+mod plot;
 mod render;
 
 use std::io::Write;
