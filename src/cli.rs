@@ -78,6 +78,8 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Experiment interactively: type a loss, see its gradient, evaluate and plot it.
+    Repl,
 }
 
 /// `--reduce` words.
@@ -140,6 +142,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::List => list(&mut out),
         Command::Plot { items, over, output } => crate::plot::command(&mut out, &items, &over, output.as_deref())?,
+        Command::Repl => crate::repl::run()?,
     }
     Ok(out)
 }

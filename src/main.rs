@@ -6,6 +6,7 @@
 mod cli;
 mod plot;
 mod render;
+mod repl;
 
 use std::io::Write;
 

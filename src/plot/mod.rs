@@ -2,11 +2,13 @@
 //!
 //! `sample` evaluates a compiled loss with the reference interpreter at evenly spaced
 //! values of one input while every other input stays fixed, giving the curves
-//! x ↦ L and x ↦ ∂L/∂x. `chart` draws curves into an SVG or PNG file with plotters.
+//! x ↦ L and x ↦ ∂L/∂x. `chart` draws curves into an SVG or PNG file with plotters;
+//! `braille` draws them into the terminal.
 //!
 //! Invariant: a point where the loss cannot be evaluated (a failing `require`, say) is a
 //! gap in the curve, never an error, unless no point of the range can be evaluated.
 
+mod braille;
 mod chart;
 
 use std::fmt::Write as _;
@@ -18,6 +20,7 @@ use lossc::{compile, CompileOptions, Diagnostic, Dtype};
 
 use crate::render::{Failure, Source};
 
+pub(crate) use braille::{draw as draw_braille, Panel};
 pub(crate) use chart::Format;
 
 /// Points sampled along a range, ends included.
@@ -323,9 +326,9 @@ mod tests {
 
     #[test]
     fn ranges_parse_and_bad_ones_explain() {
-        let r = Range::parse("input=-3:3").map_err(|f| format!("{f:?}")).unwrap_or_else(|e| panic!("{e}"));
+        let r = Range::parse("input=-3:3").map_err(|f| f.text().to_string()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r, Range { name: "input".into(), element: None, lo: -3.0, hi: 3.0 });
-        let r = Range::parse("z[2]=-1e1:-1").map_err(|f| format!("{f:?}")).unwrap_or_else(|e| panic!("{e}"));
+        let r = Range::parse("z[2]=-1e1:-1").map_err(|f| f.text().to_string()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r, Range { name: "z".into(), element: Some(2), lo: -10.0, hi: -1.0 });
         for (bad, why) in [
             ("p", "no `=`"),
@@ -337,7 +340,7 @@ mod tests {
             ("p[x]=0:1", "whole number"),
         ] {
             let Err(f) = Range::parse(bad) else { panic!("{bad} parsed") };
-            assert!(format!("{f:?}").contains(why), "{bad}: {f:?}");
+            assert!(f.text().contains(why), "{bad}: {}", f.text());
         }
         assert_eq!(r.points(3), vec![-10.0, -5.5, -1.0]);
     }
