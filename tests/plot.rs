@@ -155,3 +155,31 @@ fn mistakes_exit_1_with_a_message_and_usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+/// The README's `lossc plot` command runs (writing into a scratch directory, not docs/).
+#[test]
+fn readme_plot_command_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let line = readme
+        .lines()
+        .filter(|l| l.contains("-o docs/plot.png"))
+        .find_map(|l| l.trim().strip_prefix("lossc plot "))
+        .expect("the command that drew docs/plot.png");
+    let dir = scratch("readme");
+    let out_file = dir.join("readme.png");
+    let mut args: Vec<String> = vec!["plot".into()];
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "-o" {
+            assert_eq!(words.next(), Some("docs/plot.png"), "the README shows docs/plot.png");
+            args.extend(["-o".to_string(), out_file.display().to_string()]);
+        } else {
+            args.push(word.to_string());
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lossc(root, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out_file.is_file() && root.join("docs/plot.png").is_file());
+}

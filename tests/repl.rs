@@ -154,3 +154,43 @@ fn colour_on_a_terminal_none_when_piped() {
     // Piped sessions leave no history.
     assert!(!dir.join("piped-history").exists());
 }
+
+/// The README's transcript is what the REPL prints (up to its `:plot`, whose size follows
+/// the terminal): its `lossc> ` lines are piped in, everything else must come out.
+#[test]
+fn readme_transcript_is_true() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
+    let start = readme.find("$ lossc repl\n").expect("a transcript in the README") + "$ lossc repl\n".len();
+    let transcript = &readme[start..];
+    let transcript = &transcript[..transcript.find("lossc> :plot").expect("the transcript plots")];
+    let mut input = String::new();
+    let mut expected = String::new();
+    for line in transcript.lines() {
+        match line.strip_prefix("lossc> ") {
+            Some(entry) => {
+                input.push_str(entry);
+                input.push('\n');
+            }
+            None => {
+                expected.push_str(line);
+                expected.push('\n');
+            }
+        }
+    }
+    let dir = scratch("readme");
+    let log = std::fs::File::create(dir.join("out")).expect("output file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lossc"))
+        .arg("repl")
+        .env("LOSSC_HISTORY", "")
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().expect("a second handle"))
+        .stderr(log)
+        .spawn()
+        .expect("lossc repl starts");
+    child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("written");
+    assert!(child.wait().expect("lossc repl ends").success());
+    let out = std::fs::read_to_string(dir.join("out")).expect("output");
+    // A diagnostic ends with a blank line the README leaves out.
+    let out: String = out.lines().filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    assert_eq!(out, expected);
+}
