@@ -320,7 +320,14 @@ impl Session {
 
     /// Parses `NAME=VALUE` words.
     fn assignments(words: &str) -> Result<Vec<(String, String)>, String> {
-        words.split_whitespace().map(|w| crate::cli::parse_assignment(w).map_err(|e| format!("error: {e}"))).collect()
+        words
+            .split_whitespace()
+            .map(|w| match crate::cli::parse_assignment(w) {
+                Ok((name, value)) if value.is_empty() => Err(format!("error: `{name}=` needs a value")),
+                Ok(arg) => Ok(arg),
+                Err(e) => Err(format!("error: {e}")),
+            })
+            .collect()
     }
 
     /// Kept values the current loss knows, overridden by `given`.
@@ -943,6 +950,12 @@ mod tests {
         assert!(matches!(&replies[3], Reply::Error(t) if t.contains("unknown command `:frob`")), "{replies:?}");
         assert!(matches!(&replies[5], Reply::Error(t) if t.contains("no input or parameter named `z`")), "{replies:?}");
         assert_eq!(text(&replies[6]), "loss = 4.0\ngrad p = [4.0]\n");
+        let replies = run(&["(p - y)^2", ":set p=", ":set 1p=2", ":unset zz", ":bench 0", ":load"]);
+        for (reply, message) in
+            replies.iter().skip(1).zip(["needs a value", "not a valid name", "not set", "from 1 to", "needs a .loss"])
+        {
+            assert!(matches!(reply, Reply::Error(t) if t.contains(message)), "{message}: {reply:?}");
+        }
     }
 
     #[test]

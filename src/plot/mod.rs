@@ -77,6 +77,9 @@ impl Range {
         if lo >= hi {
             return Err(bad("LO must be less than HI"));
         }
+        if !(hi - lo).is_finite() {
+            return Err(bad("the range is wider than the largest number"));
+        }
         Ok(Range { name: name.to_string(), element, lo, hi })
     }
 
@@ -250,7 +253,11 @@ pub(crate) fn command(out: &mut String, items: &[String], over: &str, output: Op
     let mut args = Vec::new();
     for item in items {
         if item.contains('=') && !Path::new(item).is_file() {
-            args.push(crate::cli::parse_assignment(item).map_err(|e| Failure::plain(format!("error: {e}")))?);
+            let arg = crate::cli::parse_assignment(item).map_err(|e| Failure::plain(format!("error: {e}")))?;
+            if arg.1.is_empty() {
+                return Err(Failure::plain(format!("error: `{item}` needs a value after `=`")));
+            }
+            args.push(arg);
         } else {
             specs.push(item.as_str());
         }
@@ -338,6 +345,7 @@ mod tests {
             ("p=0:inf", "finite"),
             ("1p=0:1", "not a name"),
             ("p[x]=0:1", "whole number"),
+            ("p=-1e308:1e308", "wider"),
         ] {
             let Err(f) = Range::parse(bad) else { panic!("{bad} parsed") };
             assert!(f.text().contains(why), "{bad}: {}", f.text());
