@@ -1,4 +1,4 @@
-//! Command-line definitions (clap) and the `check`, `eval` and `list` commands.
+//! Command-line definitions (clap) and the `check`, `eval` and `list` commands; `plot` and `repl` live in their own modules.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
