@@ -1,4 +1,4 @@
-//! Command-line definitions (clap) and the `check`, `eval` and `list` commands.
+//! Command-line definitions (clap) and the `check`, `eval` and `list` commands; `plot` and `repl` live in their own modules.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -86,6 +86,23 @@ pub enum Command {
     },
     /// List the standard-library losses.
     List,
+    /// Draw each loss and its gradient over a range of one input, overlaid with a legend.
+    ///
+    /// Writes `plot.svg` in the current directory unless `-o` names another `.svg` or `.png` file.
+    Plot {
+        /// Losses to overlay (`.loss` files or standard-library names), then the fixed inputs
+        /// and parameters, `NAME=VALUE` (a number, a list `1,2,3`, or a data file).
+        #[arg(required = true, value_name = "SPEC... NAME=VALUE")]
+        items: Vec<String>,
+        /// The input that varies, `NAME=LO:HI`; `NAME[K]=LO:HI` varies element K of NAME's data.
+        #[arg(long, value_name = "NAME=LO:HI")]
+        over: String,
+        /// The image to write: `FILE.svg` or `FILE.png` (default `plot.svg`).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Experiment interactively: type a loss, see its gradient, evaluate and plot it.
+    Repl,
 }
 
 /// `--reduce` words.
@@ -128,7 +145,7 @@ pub enum DtypeArg {
     F64,
 }
 
-fn parse_assignment(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_assignment(s: &str) -> Result<(String, String), String> {
     let Some((name, value)) = s.split_once('=') else {
         return Err(format!("expected NAME=VALUE, got `{s}`"));
     };
@@ -162,12 +179,14 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             bench(&mut out, &spec, &args, dtype, threads, reps, json)?;
         }
         Command::List => list(&mut out),
+        Command::Plot { items, over, output } => crate::plot::command(&mut out, &items, &over, output.as_deref())?,
+        Command::Repl => crate::repl::run()?,
     }
     Ok(out)
 }
 
 /// Reads SPEC: a file path, or a standard-library name.
-fn load_source(spec: &str) -> Result<Source, Failure> {
+pub(crate) fn load_source(spec: &str) -> Result<Source, Failure> {
     let path = Path::new(spec);
     if path.is_file() {
         let text =
@@ -194,7 +213,7 @@ fn load_source(spec: &str) -> Result<Source, Failure> {
 }
 
 /// Splits NAME=VALUE arguments into scalar numbers (params or broadcast inputs) and data.
-fn numbers(args: &[(String, String)]) -> Vec<(String, f64)> {
+pub(crate) fn numbers(args: &[(String, String)]) -> Vec<(String, f64)> {
     args.iter().filter_map(|(n, v)| lossc::data::parse_number(v).map(|x| (n.clone(), x))).collect()
 }
 
@@ -202,7 +221,12 @@ fn compile_spec(src: &Source, args: &[(String, String)], dtype: Dtype, hessian: 
     let options = CompileOptions { dtype, params: numbers(args), hessian };
     let prog = compile(&src.text, &options).map_err(|diags| Failure::source(src.clone(), diags))?;
     crate::render::warnings(src, &prog.warnings);
-    // Every NAME must be a parameter or an input.
+    check_args(&prog, args)?;
+    Ok(prog)
+}
+
+/// Every NAME must be a parameter or an input of `prog`, and a parameter takes a number.
+pub(crate) fn check_args(prog: &Program, args: &[(String, String)]) -> Result<(), Failure> {
     for (name, value) in args {
         let is_param = prog.params.iter().any(|p| &p.name == name);
         let is_input = prog.input(name).is_some();
@@ -226,7 +250,7 @@ fn compile_spec(src: &Source, args: &[(String, String)], dtype: Dtype, hessian: 
             return Err(Failure::plain(msg));
         }
     }
-    Ok(prog)
+    Ok(())
 }
 
 fn check(
@@ -471,7 +495,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// A VALUE: a number, a comma-separated list, or a data file.
-fn parse_value(value: &str) -> Result<Array, Diagnostic> {
+pub(crate) fn parse_value(value: &str) -> Result<Array, Diagnostic> {
     if let Some(x) = lossc::data::parse_number(value) {
         return Ok(Array::scalar(x));
     }

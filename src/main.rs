@@ -4,7 +4,9 @@
 //! 2 only what the argument parser rejects.
 
 mod cli;
+mod plot;
 mod render;
+mod repl;
 
 use std::io::Write;
 

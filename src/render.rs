@@ -48,6 +48,11 @@ impl Failure {
         Failure { text }
     }
 
+    /// The message.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Prints the message.
     pub fn print(&self) {
         use std::io::Write;
