@@ -1,9 +1,4 @@
 //! Elementary functions emitted inline as branch-free Cranelift IR.
-#![allow(dead_code)]
-// the per-function wrappers serve the accuracy tests and later callers
-// Constants are the exact f32/f64 roundings the polynomials were fitted with, not approximations
-// of std's constants; `to_int`/`to_float` reinterpret bits of SSA values, which are `Copy` handles.
-#![allow(clippy::approx_constant, clippy::wrong_self_convention)]
 //!
 //! Cranelift has no instructions for `exp`, `log` and friends, and a libm call per lane costs about
 //! ten times more than the inline code, so this module writes the polynomial approximations out as
@@ -299,7 +294,7 @@ static F32_CONSTS: Consts = Consts {
     mant_bits: 23,
     bias: 127,
     magic: 12582912.0,
-    log2e: 1.4426950216293335,
+    log2e: std::f32::consts::LOG2_E as f64,
     ln2_hi: 0.693145751953125,
     ln2_lo: 1.428606765330187e-06,
     exp_lo: -104.0,
@@ -330,7 +325,7 @@ static F64_CONSTS: Consts = Consts {
     mant_bits: 52,
     bias: 1023,
     magic: 6755399441055744.0,
-    log2e: 1.4426950408889634,
+    log2e: std::f64::consts::LOG2_E,
     ln2_hi: 0.6931471805598903,
     ln2_lo: 5.497923018708371e-14,
     exp_lo: -746.0,
@@ -479,12 +474,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// Reinterprets float bits as integers.
-    fn to_int(&mut self, x: Value) -> Value {
+    fn int_bits(&mut self, x: Value) -> Value {
         self.b.ins().bitcast(self.int_ty, MemFlagsData::new(), x)
     }
 
     /// Reinterprets integer bits as a float.
-    fn to_float(&mut self, i: Value) -> Value {
+    fn float_from_bits(&mut self, i: Value) -> Value {
         self.b.ins().bitcast(self.ty, MemFlagsData::new(), i)
     }
 
@@ -566,7 +561,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let bias = self.i(self.k.bias + extra);
         let e = self.b.ins().iadd(bits, bias);
         let sh = self.b.ins().ishl_imm_u(e, self.k.mant_bits);
-        self.to_float(sh)
+        self.float_from_bits(sh)
     }
 
     // ---- exp family ----
@@ -614,7 +609,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let u = self.add(s, tail);
         // Scale by 2^a·2^b, a = ⌊n/2⌋, b = n − a: each factor is normal, the first product is
         // exact and the second rounds once (to a subnormal or to infinity where it must).
-        let tb = self.to_int(red.t);
+        let tb = self.int_bits(red.t);
         let half_n = self.b.ins().ushr_imm_u(tb, 1);
         let rest_n = self.b.ins().isub(tb, half_n);
         let s1 = self.pow2_from_bits(half_n, 0);
@@ -638,7 +633,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let small = self.add(hl, rr);
         // result = 2·(P·(1 + r + hh + small) − 1/2) with P = 2^(n−1), summed in double-word
         // arithmetic: P·r and P·hh are exact, P − 1/2 is split by TwoSum.
-        let tb = self.to_int(red.t);
+        let tb = self.int_bits(red.t);
         let p = self.pow2_from_bits(tb, -1);
         let mhalf = self.f(-0.5);
         let (a_hi, a_lo) = self.two_sum(p, mhalf);
@@ -667,20 +662,20 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn log_kernel(&mut self, xs: Value, k_base: Value, corr: Option<Value>) -> Value {
         let k = self.k;
         let off = self.i(k.log_off);
-        let bits = self.to_int(xs);
+        let bits = self.int_bits(xs);
         let ix = self.b.ins().iadd(bits, off);
         // k as a float: put the exponent field under 2^mant_bits and subtract.
         let eb = self.b.ins().ushr_imm_u(ix, k.mant_bits);
         let two_m = self.i(k.two_mant_bits);
         let eb = self.b.ins().bor(eb, two_m);
-        let ef = self.to_float(eb);
+        let ef = self.float_from_bits(eb);
         let kf = self.sub(ef, k_base);
         // m in [√½, √2), f = m − 1 exactly.
         let mask = self.i(k.mant_mask);
         let mb = self.b.ins().band(ix, mask);
         let base = self.i(k.log_base);
         let mb = self.b.ins().iadd(mb, base);
-        let m = self.to_float(mb);
+        let m = self.float_from_bits(mb);
         let one = self.f(1.0);
         let f = self.sub(m, one);
         let half_f = self.mul_k(f, 0.5);
@@ -819,3 +814,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.ins().bor(t, sx)
     }
 }
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
