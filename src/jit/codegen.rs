@@ -713,19 +713,22 @@ impl<'a> Translator<'a> {
         let begin = self.row_begin;
         let end = self.row_end;
         let lanes = self.lanes;
-        // Two vectors per iteration, then one, then scalars.
-        self.counted_loop(begin, end, 2 * lanes, i_var, |t, i| {
-            t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
-            let l = t.iconst(lanes);
-            let j = t.b.ins().iadd(i, l);
-            t.element_body(&needed, roots, At { idx: j, vector: true }, &vec_acc2);
-        });
-        let i = self.b.use_var(i_var);
-        self.counted_loop(i, end, lanes, i_var, |t, i| {
-            let at = At { idx: i, vector: true };
-            t.element_body(&needed, roots, at, &vec_acc);
-        });
-        // Scalar tail, continuing from where the vector loop stopped.
+        // Cheap bodies: two vectors per iteration (independent accumulator chains), then
+        // scalars. Bodies with inline transcendentals: one vector per iteration (the math
+        // already fills the pipeline), then scalars; half the code, half the compile time.
+        let heavy = needed.iter().enumerate().any(|(i, n)| *n && is_transcendental(self.g.node(NodeId(i as u32)).op));
+        if heavy {
+            self.counted_loop(begin, end, lanes, i_var, |t, i| {
+                t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
+            });
+        } else {
+            self.counted_loop(begin, end, 2 * lanes, i_var, |t, i| {
+                t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
+                let l = t.iconst(lanes);
+                let j = t.b.ins().iadd(i, l);
+                t.element_body(&needed, roots, At { idx: j, vector: true }, &vec_acc2);
+            });
+        }
         let i = self.b.use_var(i_var);
         self.counted_loop(i, end, 1, i_var, |t, i| {
             let at = At { idx: i, vector: false };
@@ -1203,6 +1206,27 @@ impl<'a> Translator<'a> {
             row_vals.insert(*rid, total);
         }
     }
+}
+
+/// Ops emitted as long inline polynomials or calls.
+fn is_transcendental(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Exp
+            | Op::Log
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Softplus
+            | Op::LogSigmoid
+            | Op::Xlogy
+            | Op::Sin
+            | Op::Cos
+            | Op::Sinh
+            | Op::Cosh
+            | Op::Pow
+    )
 }
 
 /// The pass in which a class-layout store of `node` is written.
