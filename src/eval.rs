@@ -589,6 +589,16 @@ impl<'a, T: Real> Interp<'a, T> {
                 let k = self.raw_index(n, r);
                 self.vals[off] = if (0.0..self.classes as f64).contains(&k) { self.at(a, k as usize) } else { T::ZERO };
             }
+            Op::NllSoftmax => {
+                let Op::Input(n) = g.node(b).op else { return };
+                let k = self.raw_index(n, r);
+                self.vals[off] = if (0.0..self.classes as f64).contains(&k) {
+                    let row: Vec<T> = (0..self.classes).map(|c| self.at(a, c)).collect();
+                    math::nll_softmax(&row, k as usize)
+                } else {
+                    T::ZERO
+                };
+            }
             Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowLogSumExp | Op::RowNorm => {
                 let row: Vec<T> = (0..self.classes).map(|c| self.at(a, c)).collect();
                 self.vals[off] = row_reduce(node.op, &row);

@@ -181,6 +181,96 @@ pub fn log_sigmoid<T: Real>(x: T) -> T {
     minimum(x, T::ZERO).sub(x.abs().neg().exp().ln_1p())
 }
 
+/// ln 2 in the type.
+fn ln2<T: Real>() -> T {
+    T::from_f64(std::f64::consts::LN_2)
+}
+
+/// log(e^a + e^b) (lowering L4): `a == b ? a + ln 2 : max(a, b) + log1p(exp(−|a − b|))`.
+/// The equality branch keeps `(+inf, +inf)` and `(−inf, −inf)` exact.
+pub fn logaddexp<T: Real>(a: T, b: T) -> T {
+    if a == b {
+        a.add(ln2())
+    } else {
+        maximum(a, b).add(a.sub(b).abs().neg().exp().ln_1p())
+    }
+}
+
+/// log(1 − e^x) for x ≤ 0 (lowering L6, Mächler's switch at −ln 2):
+/// `x > −ln 2 ? log(−expm1(x)) : log1p(−exp(x))`. NaN for x > 0, −inf at 0.
+pub fn log1mexp<T: Real>(x: T) -> T {
+    if x > ln2::<T>().neg() {
+        x.exp_m1().neg().ln()
+    } else {
+        x.exp().neg().ln_1p()
+    }
+}
+
+/// log(cosh(x)) in two regimes of a = |x|:
+/// a < 1: `log1p(e²/(2(1 + e)))` with e = expm1(a) (that is cosh(a) − 1, without cancellation);
+/// otherwise `(a − ln 2) + log1p(exp(−2a))` (finite where cosh overflows).
+pub fn log_cosh<T: Real>(x: T) -> T {
+    let a = x.abs();
+    if a < T::ONE {
+        let e = a.exp_m1();
+        let two = T::from_f64(2.0);
+        e.mul(e).div(two.mul(T::ONE.add(e))).ln_1p()
+    } else {
+        a.sub(ln2()).add(T::from_f64(-2.0).mul(a).exp().ln_1p())
+    }
+}
+
+/// sqrt(a² + b²) scaled by the larger magnitude m: `m·sqrt(1 + (n/m)²)`; 0 when both
+/// are 0, +inf when either is infinite, NaN when either is NaN (and neither infinite).
+pub fn hypot<T: Real>(a: T, b: T) -> T {
+    let (x, y) = (a.abs(), b.abs());
+    let m = maximum(x, y);
+    let n = minimum(x, y);
+    let inf = T::from_f64(f64::INFINITY);
+    if x == inf || y == inf {
+        return inf;
+    }
+    if m.is_nan() || m == T::ZERO {
+        return m;
+    }
+    let r = n.div(m);
+    m.mul(T::ONE.add(r.mul(r)).sqrt())
+}
+
+/// `u·log1p(v)`, 0 where u = 0 and v is not NaN.
+pub fn xlog1py<T: Real>(u: T, v: T) -> T {
+    if u == T::ZERO && !v.is_nan() {
+        T::ZERO
+    } else {
+        u.mul(v.ln_1p())
+    }
+}
+
+/// −log_softmax(x)[k] for one row, without cancellation (rule S30):
+/// `(m − x_k) + log1p(s)`, m = max(x), s = Σ_{x_j < m} e^{x_j − m} + (#{x_j = m} − 1),
+/// both terms ≥ 0. Where m is not finite it is `logsumexp(x) − x_k` as the interpreter
+/// computes `log_softmax`. `k` must be a valid class.
+pub fn nll_softmax<T: Real>(row: &[T], k: usize) -> T {
+    let m = row.iter().copied().reduce(maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY));
+    let xk = row[k];
+    if m.is_nan() || !m.to_f64().is_finite() {
+        if m.is_nan() {
+            return m;
+        }
+        let shift = T::ZERO;
+        let s = row.iter().fold(T::ZERO, |s, x| s.add(x.sub(shift).exp()));
+        return shift.add(s.ln()).sub(xk);
+    }
+    let mut s = T::ZERO;
+    let mut ties = T::ZERO;
+    for x in row {
+        s = s.add(if *x < m { x.sub(m).exp() } else { T::ZERO });
+        ties = ties.add(if *x == m { T::ONE } else { T::ZERO });
+    }
+    let s = s.add(ties.sub(T::ONE));
+    m.sub(xk).add(s.ln_1p())
+}
+
 /// Applies a unary elementwise op.
 pub fn apply_unary<T: Real>(op: Op, x: T) -> T {
     match op {
@@ -210,6 +300,8 @@ pub fn apply_unary<T: Real>(op: Op, x: T) -> T {
         Op::Sigmoid => sigmoid(x),
         Op::LogSigmoid => log_sigmoid(x),
         Op::Softplus => softplus(x),
+        Op::Log1mexp => log1mexp(x),
+        Op::LogCosh => log_cosh(x),
         Op::Relu => {
             if x.is_nan() || x > T::ZERO {
                 x
@@ -249,6 +341,9 @@ pub fn apply_binary<T: Real>(op: Op, a: T, b: T) -> T {
         Op::Ne => truth(a != b),
         Op::And => truth(is_true(a) && is_true(b)),
         Op::Or => truth(is_true(a) || is_true(b)),
+        Op::Xlog1py => xlog1py(a, b),
+        Op::LogAddExp => logaddexp(a, b),
+        Op::Hypot => hypot(a, b),
         Op::StraightThrough => a,
         _ => a.add(T::from_f64(f64::NAN)),
     }

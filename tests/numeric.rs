@@ -100,7 +100,7 @@ const CLASSES: usize = 4;
 const ELEMENTS: usize = 7;
 
 fn program(src: &str) -> Program {
-    let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: true };
+    let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: true, stabilize: true };
     match compile(src, &options) {
         Ok(p) => p,
         Err(d) => panic!("{src}: {d:?}"),
