@@ -418,10 +418,16 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.bin(Op::Mul, v, d)
         }
         (Op::LogSoftmax, _) => {
+            // t − p·Σt, as t·(1 − p) − p·(Σt − t) with 1 − p = −expm1(log_softmax): no
+            // cancellation where a class is confident (p ≈ 1) and t is one-hot.
             let s = g.un(Op::Softmax, x);
             let st = g.un(Op::RowSum, t);
-            let m = g.bin(Op::Mul, s, st);
-            g.bin(Op::Sub, t, m)
+            let rest = g.bin(Op::Sub, st, t);
+            let m = g.bin(Op::Mul, s, rest);
+            let em = g.un(Op::Expm1, v);
+            let q = g.un(Op::Neg, em);
+            let a = mul(g, t, q);
+            g.bin(Op::Sub, a, m)
         }
         (Op::Gather, 0) => {
             let ci = g.leaf(Op::ClassIndex, Kind::Class);

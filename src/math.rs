@@ -246,29 +246,97 @@ pub fn xlog1py<T: Real>(u: T, v: T) -> T {
     }
 }
 
-/// −log_softmax(x)[k] for one row, without cancellation (rule S30):
-/// `(m − x_k) + log1p(s)`, m = max(x), s = Σ_{x_j < m} e^{x_j − m} + (#{x_j = m} − 1),
-/// both terms ≥ 0. Where m is not finite it is `logsumexp(x) − x_k` as the interpreter
-/// computes `log_softmax`. `k` must be a valid class.
-pub fn nll_softmax<T: Real>(row: &[T], k: usize) -> T {
-    let m = row.iter().copied().reduce(maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY));
-    let xk = row[k];
+/// The log-sum-exp split of a row (rule S30, lowering L5): `(m, log1p(s))` with m = max(x)
+/// and s = Σ_{x_j < m} e^{x_j − m} + (#{x_j = m} − 1), the sum over every entry but one
+/// maximum, so that logsumexp(x) = m + log1p(s) keeps a tiny log1p(s) exact. `None` when
+/// m is not finite (or NaN).
+pub fn row_split<T: Real>(row: &[T]) -> Option<(T, T)> {
+    let m = row.iter().copied().reduce(maximum)?;
     if m.is_nan() || !m.to_f64().is_finite() {
-        if m.is_nan() {
-            return m;
-        }
-        let shift = T::ZERO;
-        let s = row.iter().fold(T::ZERO, |s, x| s.add(x.sub(shift).exp()));
-        return shift.add(s.ln()).sub(xk);
+        return None;
     }
     let mut s = T::ZERO;
     let mut ties = T::ZERO;
     for x in row {
-        s = s.add(if *x < m { x.sub(m).exp() } else { T::ZERO });
+        s = s.add(if *x < m { exp_sub(*x, m) } else { T::ZERO });
         ties = ties.add(if *x == m { T::ONE } else { T::ZERO });
     }
-    let s = s.add(ties.sub(T::ONE));
-    m.sub(xk).add(s.ln_1p())
+    Some((m, s.add(ties.sub(T::ONE)).ln_1p()))
+}
+
+/// `a − b` as an unevaluated sum `hi + lo` (Knuth's TwoSum): `hi` is the rounded
+/// difference and `lo` its rounding error, exactly, for finite a and b (NaN otherwise).
+pub fn two_diff<T: Real>(a: T, b: T) -> (T, T) {
+    let hi = a.sub(b);
+    let nb = b.neg();
+    let bp = hi.sub(a);
+    let ap = hi.sub(bp);
+    (hi, a.sub(ap).add(nb.sub(bp)))
+}
+
+/// e^(hi + lo) for a double-word argument: `e + e·lo` with e = e^hi (just e where lo is
+/// not finite). The correction keeps e^(a − b) accurate when a − b rounds: its relative
+/// error would otherwise be |a − b|·ε.
+pub fn exp_dw<T: Real>(hi: T, lo: T) -> T {
+    let e = hi.exp();
+    if lo.is_nan() || !lo.to_f64().is_finite() {
+        e
+    } else {
+        e.add(e.mul(lo))
+    }
+}
+
+/// e^(a − b) with the rounding error of a − b corrected ([`two_diff`], [`exp_dw`]).
+pub fn exp_sub<T: Real>(a: T, b: T) -> T {
+    let (hi, lo) = two_diff(a, b);
+    exp_dw(hi, lo)
+}
+
+/// logsumexp of a row: `m + log1p(s)` (see [`row_split`]); where the max is not finite,
+/// `log(Σ e^x)` (−inf for a row of −inf, +inf with a +inf, NaN with a NaN).
+pub fn logsumexp<T: Real>(row: &[T]) -> T {
+    if let Some((m, l)) = row_split(row) {
+        return m.add(l);
+    }
+    let m = row.iter().copied().reduce(maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY));
+    if m.is_nan() {
+        return m;
+    }
+    row.iter().fold(T::ZERO, |s, x| s.add(x.exp())).ln()
+}
+
+/// log_softmax of a row into `out`: `(x_j − m) − log1p(s)` (see [`row_split`]), so the
+/// entry of a confident class keeps its digits; with `softmax`, the exponential of that,
+/// with the rounding errors of both differences corrected ([`exp_dw`]). Where the max is
+/// not finite: `x_j − logsumexp(x)` (and its exponential).
+pub fn log_softmax_row<T: Real>(row: &[T], out: &mut [T], softmax: bool) {
+    match row_split(row) {
+        Some((m, l)) => {
+            for (o, x) in out.iter_mut().zip(row) {
+                let (hi, lo) = two_diff(*x, m);
+                let (s_hi, s_lo) = two_diff(hi, l);
+                let lo = s_lo.add(lo);
+                *o = if softmax { exp_dw(s_hi, lo) } else { s_hi.add(if lo.is_nan() { T::ZERO } else { lo }) };
+            }
+        }
+        None => {
+            let lse = logsumexp(row);
+            for (o, x) in out.iter_mut().zip(row) {
+                let d = x.sub(lse);
+                *o = if softmax { d.exp() } else { d };
+            }
+        }
+    }
+}
+
+/// −log_softmax(x)[k] for one row, without cancellation (rule S30): `(m − x_k) + log1p(s)`
+/// (see [`row_split`]), both terms ≥ 0; `logsumexp(x) − x_k` where the max is not finite.
+/// `k` must be a valid class.
+pub fn nll_softmax<T: Real>(row: &[T], k: usize) -> T {
+    match row_split(row) {
+        Some((m, l)) => m.sub(row[k]).add(l),
+        None => logsumexp(row).sub(row[k]),
+    }
 }
 
 /// Applies a unary elementwise op.

@@ -321,7 +321,7 @@ pub struct Score {
     /// Points with a reference value.
     pub referenced: usize,
     /// Points whose reference came from the stabilized form (the as-written form could
-    /// not be resolved at any precision tried).
+    /// not be resolved at any precision tried, or is undefined there, like 0*log(0)).
     pub via_stable: usize,
     /// Ill-conditioned points (excluded from mean/max).
     pub ill: usize,
@@ -509,6 +509,15 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
     let mut sums = vec![(0.0f64, 0usize, 0.0f64, 0usize); n_out];
     for s in 0..n {
         let mut want = reference(&c.raw, &samples[s], classes, &raw_roots, dtype);
+        // Where the formula as written is undefined (NaN, e.g. 0*log(0)), the value of its
+        // continuous extension is what the stabilized form computes: take that reference.
+        for v in &mut want {
+            for w in v.iter_mut() {
+                if w.is_some_and(f64::is_nan) {
+                    *w = None;
+                }
+            }
+        }
         let missing = want.iter().any(|v| v.iter().any(Option::is_none));
         let mut alt = None;
         if missing {
