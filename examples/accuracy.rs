@@ -97,6 +97,9 @@ fn main() {
                     if let Some((inputs, got, want)) = &s.worst {
                         println!("    worst: inputs {inputs:?} got {got:e} want {want:e}");
                     }
+                    if let Some((inputs, got, want)) = &s.first_nonfinite {
+                        println!("    non-finite: inputs {inputs:?} got {got:e} want {want:e}");
+                    }
                 }
             }
         }

@@ -261,9 +261,10 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.select(c, t, zero)
         }
         (Op::Square, _) => {
+            // (2t)·x rather than t·(2x): 2x overflows where the product does not.
             let two = g.cst(2.0);
-            let d = g.bin(Op::Mul, two, x);
-            mul(g, t, d)
+            let t2 = mul(g, t, two);
+            mul(g, t2, x)
         }
         (Op::Sign | Op::Not | Op::StopGradient, _) => return None,
         (Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::And | Op::Or, _) => return None,
@@ -406,9 +407,10 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             mul(g, t, s)
         }
         (Op::RowNorm, _) => {
+            // t·(x/norm): |x/norm| ≤ 1, so nothing overflows where the norm is tiny.
             let is_zero = g.bin(Op::Eq, v, zero);
-            let q = div(g, t, v);
-            let m = mul(g, q, x);
+            let q = g.bin(Op::Div, x, v);
+            let m = mul(g, t, q);
             g.select(is_zero, zero, m)
         }
         (Op::Softmax, _) => {

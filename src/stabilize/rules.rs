@@ -78,6 +78,8 @@ static RULES: &[Rule] = &[
     rule!("softplus-minus-self", "S29", Stabilize, "softplus(u) - u → softplus(-u); u - softplus(u) → log_sigmoid(u)", "the difference cancels for large u", softplus_minus_self),
     rule!("softmax", "S11", Stabilize, "exp(x)/sum(exp(x)) → softmax(x)", "exp overflows (inf/inf) or every term underflows (0/0)", softmax),
     rule!("hypot", "S27", Stabilize, "sqrt(a^2 + b^2) → hypot(a, b); sqrt(sum(x^2)) → norm(x)", "the squares overflow or underflow", hypot),
+    rule!("square-times-exp", "S21", Stabilize, "square(a)*exp(b) → square(a*exp(0.5*b))", "square(a) overflows or exp(b) under/overflows while the product does not (inf*0 is NaN)", square_times_exp),
+    rule!("cosine", "S27", Stabilize, "sum(a*b)/(norm(a)*norm(b)) → sum((a/norm(a))*(b/norm(b)))", "the dot product and the product of norms overflow or underflow", cosine),
     rule!("sqrt-square", "S23", Stabilize, "sqrt(square(u)) → abs(u)", "the square overflows or underflows", sqrt_square),
     // Gradient safety (§7 D), derivative graphs only.
     rule!("select-sink", "S34", Gradient, "a*where(c, 0, b) → where(c, 0, a*b); the same for / and the other branch", "an inf or NaN factor times the unselected 0 gives NaN", select_sink),
@@ -219,7 +221,11 @@ fn log1p_neg_sigmoid(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
 }
 
 fn sigmoid_power(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
-    let (s, e) = bin(cx.g, id, Op::Pow)?;
+    // sqrt(sigmoid(u)) is sigmoid(u)^0.5 after canonicalization.
+    let (s, e) = match un(cx.g, id, Op::Sqrt) {
+        Some(s) => (s, cx.g.cst(0.5)),
+        None => bin(cx.g, id, Op::Pow)?,
+    };
     let u = un(cx.g, s, Op::Sigmoid)?;
     let gamma = cx.g.constant(e)?;
     if !(gamma > 0.0 && gamma < 1.0) {
@@ -628,6 +634,39 @@ fn hypot(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     Some(cx.g.bin(Op::Hypot, a, b))
 }
 
+fn square_times_exp(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (x, y) = bin(cx.g, id, Op::Mul)?;
+    for (sq, ex) in [(x, y), (y, x)] {
+        let (Some(a), Some(b)) = (un(cx.g, sq, Op::Square), un(cx.g, ex, Op::Exp)) else { continue };
+        let g = &mut *cx.g;
+        let half = g.cst(0.5);
+        let hb = g.bin(Op::Mul, half, b);
+        let e = g.un(Op::Exp, hb);
+        let p = g.bin(Op::Mul, a, e);
+        return Some(g.un(Op::Square, p));
+    }
+    None
+}
+
+fn cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (dot, den) = bin(cx.g, id, Op::Div)?;
+    let ab = un(cx.g, dot, Op::RowSum)?;
+    let (a, b) = bin(cx.g, ab, Op::Mul)?;
+    let (na, nb) = bin(cx.g, den, Op::Mul)?;
+    let (na, nb) = if un(cx.g, na, Op::RowNorm) == Some(a) && un(cx.g, nb, Op::RowNorm) == Some(b) {
+        (na, nb)
+    } else if un(cx.g, na, Op::RowNorm) == Some(b) && un(cx.g, nb, Op::RowNorm) == Some(a) {
+        (nb, na)
+    } else {
+        return None;
+    };
+    let g = &mut *cx.g;
+    let ua = g.bin(Op::Div, a, na);
+    let ub = g.bin(Op::Div, b, nb);
+    let p = g.bin(Op::Mul, ua, ub);
+    Some(g.un(Op::RowSum, p))
+}
+
 fn sqrt_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let s = un(cx.g, id, Op::Sqrt)?;
     let u = un(cx.g, s, Op::Square)?;
@@ -810,8 +849,20 @@ fn lower_nll_softmax(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let inf = g.cst(f64::INFINITY);
     let m = g.un(Op::RowMax, x);
     let below = g.bin(Op::Lt, x, m);
-    let d = g.bin(Op::Sub, x, m);
-    let e = g.un(Op::Exp, d);
+    // exp(x − m) with the rounding error of x − m corrected (math::exp_sub).
+    let hi = g.bin(Op::Sub, x, m);
+    let nm = g.un(Op::Neg, m);
+    let bp = g.bin(Op::Sub, hi, x);
+    let ap = g.bin(Op::Sub, hi, bp);
+    let l1 = g.bin(Op::Sub, x, ap);
+    let l2 = g.bin(Op::Sub, nm, bp);
+    let lo = g.bin(Op::Add, l1, l2);
+    let e0 = g.un(Op::Exp, hi);
+    let elo = g.bin(Op::Mul, e0, lo);
+    let e1 = g.bin(Op::Add, e0, elo);
+    let alo = g.un(Op::Abs, lo);
+    let lo_finite = g.bin(Op::Lt, alo, inf);
+    let e = g.select(lo_finite, e1, e0);
     let terms = g.select(below, e, zero);
     let s = g.un(Op::RowSum, terms);
     let at = g.bin(Op::Eq, x, m);

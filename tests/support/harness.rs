@@ -300,7 +300,9 @@ pub fn draw_row(g: RowGen, rng: &mut Rng, c: usize, dtype: Dtype, k: usize) -> V
             }
         }
         RowGen::Vector => {
-            let scale = pick(rng, &[1.0, 1e-20, 1e20, 1e-150, 1e150]);
+            let scales: &[f64] =
+                if dtype == Dtype::F32 { &[1.0, 1e-15, 1e15, 1e-30, 1e30] } else { &[1.0, 1e-20, 1e20, 1e-150, 1e150] };
+            let scale = pick(rng, scales);
             (0..c).map(|_| scale * rng.normal()).collect()
         }
         RowGen::Similarity => (0..c).map(|_| rng.uniform(-1.0, 1.0)).collect(),
@@ -339,6 +341,8 @@ pub struct Score {
     pub naive_nonfinite: usize,
     /// The worst well-conditioned point: (inputs of its sample, got, want).
     pub worst: Option<(Vec<Vec<f64>>, f64, f64)>,
+    /// The first point with a spurious non-finite result: (inputs, got, want).
+    pub first_nonfinite: Option<(Vec<Vec<f64>>, f64, f64)>,
 }
 
 /// Bits of error (Herbie): log2(1 + ulps between `got` and `want` in the dtype).
@@ -541,6 +545,9 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
                 let (g, nv) = (got[s][o][e], naive[s][o][e]);
                 if w.is_finite() && !g.is_finite() {
                     sc.nonfinite += 1;
+                    if sc.first_nonfinite.is_none() {
+                        sc.first_nonfinite = Some((samples[s].clone(), g, w));
+                    }
                 }
                 if w.is_finite() && !nv.is_finite() {
                     sc.naive_nonfinite += 1;
@@ -611,4 +618,84 @@ pub fn benchmark() -> Vec<Formula> {
         f("19 euclid C=10", "pred a[C]\ntarget b[C]\nsqrt(sum((a-b)^2))", vec![], vec![("a", Vector), ("b", Vector)], 10),
         f("20 log1mexp", "pred lp\nlog(1 - exp(lp))", vec![("lp", LogProb)], vec![], 1),
     ]
+}
+
+/// What one rule's test found (see [`check_rule`]).
+#[derive(Debug, Default)]
+pub struct RuleReport {
+    /// Did the rule fire on the case?
+    pub fired: bool,
+    /// Points (output elements) where both sides had a high-precision value and the left side was defined.
+    pub compared: usize,
+    /// Soundness failures: `(sample, output, left, right)`.
+    pub mismatches: Vec<String>,
+    /// Per dtype (f32, f64): mean and max bits of the rewritten form, then of the form as written,
+    /// over points with a reference.
+    pub bits: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Tests one rule on a formula that exhibits its left side: that it fires; that left and
+/// right side (value and gradients) agree in high precision (within one rounding of the
+/// f64 result) wherever the left side is defined; and the interpreter's bits of error of
+/// both sides in f32 and f64.
+pub fn check_rule(rule: &str, f: &Formula, n: usize, seed: u64) -> RuleReport {
+    let mut report = RuleReport::default();
+    let classes = f.classes.max(1);
+    let c64 = compile_both(&f.source, Dtype::F64);
+    report.fired = c64.stable.rewrites.iter().any(|r| r.rule == rule);
+    let mut rng = Rng(seed);
+    let samples = sample_inputs(f, &c64.stable, n, Dtype::F64, &mut rng);
+    let (rr, sr) = (roots(&c64.raw), roots(&c64.stable));
+    for s in &samples {
+        let left = reference(&c64.raw, s, classes, &rr, Dtype::F64);
+        let right = reference(&c64.stable, s, classes, &sr, Dtype::F64);
+        for (o, (lv, rv)) in left.iter().zip(&right).enumerate() {
+            for (l, r) in lv.iter().zip(rv) {
+                let (Some(l), Some(r)) = (l, r) else { continue };
+                if l.is_nan() {
+                    continue;
+                }
+                report.compared += 1;
+                if bits(*r, *l, Dtype::F64) > 1.0 {
+                    report.mismatches.push(format!("{s:?} output {o}: left {l:e} right {r:e}"));
+                }
+            }
+        }
+    }
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let c = compile_both(&f.source, dtype);
+        let mut rng = Rng(seed ^ 0xACC);
+        let samples = sample_inputs(f, &c.stable, n, dtype, &mut rng);
+        let got = run_interp(&c.stable, &samples, classes);
+        let naive = run_interp(&c.raw, &samples, classes);
+        let (rr, sr) = (roots(&c.raw), roots(&c.stable));
+        let (mut sum, mut max, mut nsum, mut nmax, mut count) = (0.0, 0.0f64, 0.0, 0.0f64, 0usize);
+        for (i, s) in samples.iter().enumerate() {
+            let mut want = reference(&c.raw, s, classes, &rr, dtype);
+            if want.iter().flatten().any(|w| w.is_none_or(f64::is_nan)) {
+                let alt = reference(&c.stable, s, classes, &sr, dtype);
+                for (wv, av) in want.iter_mut().zip(alt) {
+                    for (w, a) in wv.iter_mut().zip(av) {
+                        if w.is_none_or(f64::is_nan) {
+                            *w = a;
+                        }
+                    }
+                }
+            }
+            for (o, wv) in want.iter().enumerate() {
+                for (e, w) in wv.iter().enumerate() {
+                    let Some(w) = w else { continue };
+                    let (b, nb) = (bits(got[i][o][e], *w, dtype), bits(naive[i][o][e], *w, dtype));
+                    sum += b;
+                    nsum += nb;
+                    max = max.max(b);
+                    nmax = nmax.max(nb);
+                    count += 1;
+                }
+            }
+        }
+        let k = count.max(1) as f64;
+        report.bits.push((sum / k, max, nsum / k, nmax));
+    }
+    report
 }

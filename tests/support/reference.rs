@@ -234,7 +234,16 @@ impl Eval {
         if r > f64::NEG_INFINITY && r > l2lo(m).min(0.0) - 24.0 && r > -24.0 {
             return B::Unknown;
         }
-        self.fin(res, if r == f64::NEG_INFINITY { r } else { r + lderiv + 1.0 })
+        let prop = if r == f64::NEG_INFINITY { r } else { r + lderiv + 1.0 };
+        // A transcendental result counts as rounded even where the library says exact
+        // (exp(1e-200) rounds to 1 at P bits): only the rounding radius makes that visible.
+        match self.fin(res, prop) {
+            B::Fin(v, rr) => {
+                let round = l2hi(&v) - self.p as f64;
+                B::Fin(v, lsum(rr, round))
+            }
+            other => other,
+        }
     }
 
     fn exp(&self, a: &B) -> B {
