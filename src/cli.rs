@@ -206,7 +206,14 @@ fn check(
 ) -> Result<(), Failure> {
     let src = load_source(spec)?;
     let prog = compile_spec(&src, args, Dtype::F64, hess, !no_stabilize)?;
-    out.push_str(&describe(&prog));
+    let text = describe(&prog);
+    if no_stabilize {
+        let raw = text.lines().filter(|l| !l.starts_with("# stability rewrites")).collect::<Vec<_>>().join("\n");
+        out.push_str(&raw);
+        out.push_str("\n# stability rewriting: off (--no-stabilize): the formulas as written\n");
+    } else {
+        out.push_str(&text);
+    }
     Ok(())
 }
 
