@@ -6,7 +6,8 @@
 //!     cargo run --release --example accuracy -- --points 200 --only softplus
 //!     cargo run --release --example accuracy -- my_loss.loss     # any file: logits and labels drawn generically
 //!
-//! Columns: mean and max bits of error over well-conditioned points, `nonfin` (NaN/inf
+//! Columns: mean and max bits of error over well-conditioned points, `excess` (the largest
+//! bits − log2 κ there: error the conditioning does not explain), `nonfin` (NaN/inf
 //! where the truth is finite, all points), `ill` (points with condition number > 2^10,
 //! left out of mean/max), then the same for the formula as written (no stabilization).
 
@@ -68,8 +69,8 @@ fn main() {
             .collect()
     };
     println!(
-        "{:<22} {:<4} {:<8} {:>6} {:>6} {:>6} {:>5} {:>5} | {:>6} {:>6} {:>6}",
-        "formula", "type", "output", "mean", "max", "nonfin", "ill", "noref", "naive", "max", "nonfin"
+        "{:<22} {:<4} {:<8} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5} | {:>6} {:>6} {:>6}",
+        "formula", "type", "output", "mean", "max", "excess", "nonfin", "ill", "noref", "naive", "max", "nonfin"
     );
     for f in &formulas {
         if only.as_ref().is_some_and(|o| !f.name.contains(o.as_str())) {
@@ -80,12 +81,13 @@ fn main() {
             let scores = measure(f, dtype, points, 0x5EED);
             for (name, s) in names.iter().zip(&scores) {
                 println!(
-                    "{:<22} {:<4} {:<8} {:>6.2} {:>6.1} {:>6} {:>5} {:>5} | {:>6.2} {:>6.1} {:>6}",
+                    "{:<22} {:<4} {:<8} {:>6.2} {:>6.1} {:>6.1} {:>6} {:>5} {:>5} | {:>6.2} {:>6.1} {:>6}",
                     f.name,
                     dtype.name(),
                     name,
                     s.mean_bits,
                     s.max_bits,
+                    s.max_excess,
                     s.nonfinite,
                     s.ill,
                     s.points - s.referenced,

@@ -349,11 +349,19 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.select(is_zero, zero, m)
         }
         (Op::Log1mexp, _) => {
-            // d/dx log(1 − e^x) = −1/expm1(−x).
+            // d/dx log(1 − e^x) = e^x/expm1(x) (= −1/expm1(−x), which overflows to −0
+            // where the derivative is still a subnormal).
+            // Below −1 the first form, above it −1/expm1(−x).
+            let e = g.un(Op::Exp, x);
+            let em = g.un(Op::Expm1, x);
+            let far = g.bin(Op::Div, e, em);
             let nx = g.un(Op::Neg, x);
-            let e = g.un(Op::Expm1, nx);
-            let q = div(g, t, e);
-            g.un(Op::Neg, q)
+            let emn = g.un(Op::Expm1, nx);
+            let m1 = g.cst(-1.0);
+            let r = g.bin(Op::Div, m1, emn);
+            let c = g.bin(Op::Lt, x, m1);
+            let q = g.select(c, far, r);
+            mul(g, t, q)
         }
         (Op::LogCosh, _) => {
             let th = g.un(Op::Tanh, x);

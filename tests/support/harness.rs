@@ -331,6 +331,9 @@ pub struct Score {
     pub mean_bits: f64,
     /// Largest bits of error over well-conditioned points.
     pub max_bits: f64,
+    /// Largest excess over well-conditioned points: bits − log2(max(1, κ)), the error that
+    /// the condition number κ does not explain (a backward-stable kernel stays near 1).
+    pub max_excess: f64,
     /// NaN/±inf results where the true value is finite (all points).
     pub nonfinite: usize,
     /// The same for the formula as written (no stabilization).
@@ -559,6 +562,7 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
                 }
                 let b = bits(g, w, dtype);
                 let bn = bits(nv, w, dtype);
+                sc.max_excess = sc.max_excess.max(b - k.max(1.0).log2());
                 let acc = &mut sums[o];
                 acc.0 += b;
                 acc.1 += 1;
