@@ -26,7 +26,7 @@ fn source(name: &str) -> &'static str {
 }
 
 fn options() -> CompileOptions {
-    CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false }
+    CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false, stabilize: true }
 }
 
 /// Deterministic data: n values in [-2, 2), and class indices below `classes`.

@@ -217,8 +217,14 @@ pub(crate) fn numbers(args: &[(String, String)]) -> Vec<(String, f64)> {
     args.iter().filter_map(|(n, v)| lossc::data::parse_number(v).map(|x| (n.clone(), x))).collect()
 }
 
-fn compile_spec(src: &Source, args: &[(String, String)], dtype: Dtype, hessian: bool) -> Result<Program, Failure> {
-    let options = CompileOptions { dtype, params: numbers(args), hessian };
+fn compile_spec(
+    src: &Source,
+    args: &[(String, String)],
+    dtype: Dtype,
+    hessian: bool,
+    stabilize: bool,
+) -> Result<Program, Failure> {
+    let options = CompileOptions { dtype, params: numbers(args), hessian, stabilize };
     let prog = compile(&src.text, &options).map_err(|diags| Failure::source(src.clone(), diags))?;
     crate::render::warnings(src, &prog.warnings);
     check_args(&prog, args)?;
@@ -257,12 +263,19 @@ fn check(
     out: &mut String,
     spec: &str,
     args: &[(String, String)],
-    _no_stabilize: bool,
+    no_stabilize: bool,
     hess: bool,
 ) -> Result<(), Failure> {
     let src = load_source(spec)?;
-    let prog = compile_spec(&src, args, Dtype::F64, hess)?;
-    out.push_str(&describe(&prog));
+    let prog = compile_spec(&src, args, Dtype::F64, hess, !no_stabilize)?;
+    let text = describe(&prog);
+    if no_stabilize {
+        let raw = text.lines().filter(|l| !l.starts_with("# stability rewrites")).collect::<Vec<_>>().join("\n");
+        out.push_str(&raw);
+        out.push_str("\n# stability rewriting: off (--no-stabilize): the formulas as written\n");
+    } else {
+        out.push_str(&text);
+    }
     Ok(())
 }
 
@@ -319,6 +332,35 @@ pub fn describe(prog: &Program) -> String {
     }
     out.push_str(&Printer::new(&prog.graph, &names).print(&roots));
     out.push_str("# seed: 1/Σd for mean, 1/B for batchmean, 1 for sum, the upstream gradient for none\n");
+    out.push_str(&describe_rewrites(prog));
+    out
+}
+
+/// The list of stability rewrites that fired (canonicalizations are only counted).
+fn describe_rewrites(prog: &Program) -> String {
+    use lossc::stabilize::Phase;
+    let mut out = String::new();
+    let shown: Vec<_> = prog.rewrites.iter().filter(|r| r.phase != Phase::Canonicalize).collect();
+    let n_canon = prog.rewrites.len() - shown.len();
+    let canon = match n_canon {
+        0 => String::new(),
+        1 => " (and 1 exact canonicalization)".to_string(),
+        n => format!(" (and {n} exact canonicalizations)"),
+    };
+    if shown.is_empty() {
+        out.push_str(&format!("# stability rewrites: none{canon}\n"));
+        return out;
+    }
+    out.push_str(&format!("# stability rewrites: {}{canon}\n", shown.len()));
+    for r in shown {
+        let place = match r.stage {
+            lossc::stabilize::Stage::Loss => String::new(),
+            stage => format!(" (in the {})", stage.name()),
+        };
+        out.push_str(&format!("#   {} {}{place}: {} → {}\n", r.id, r.rule, r.before, r.after));
+        let inputs = if r.inputs.is_empty() { String::new() } else { format!(" (protects {})", r.inputs.join(", ")) };
+        out.push_str(&format!("#     {}{inputs}\n", r.reason));
+    }
     out
 }
 
@@ -335,7 +377,7 @@ fn eval(
     engine: EngineArg,
 ) -> Result<(), Failure> {
     let src = load_source(spec)?;
-    let prog = compile_spec(&src, args, dtype, hess)?;
+    let prog = compile_spec(&src, args, dtype, hess, true)?;
     let mut arrays: Vec<(String, Array)> = Vec::new();
     for (name, value) in args {
         if prog.params.iter().any(|p| &p.name == name) {
@@ -401,7 +443,7 @@ fn bench(
 ) -> Result<(), Failure> {
     use std::time::Instant;
     let src = load_source(spec)?;
-    let prog = compile_spec(&src, args, dtype, false)?;
+    let prog = compile_spec(&src, args, dtype, false, true)?;
     let mut arrays: Vec<(String, Array)> = Vec::new();
     for (name, value) in args {
         if prog.params.iter().any(|p| &p.name == name) {
@@ -415,7 +457,7 @@ fn bench(
         .map(|p| arrays.iter().find(|(n, _)| *n == prog.inputs[p as usize].name).map_or(0, |(_, a)| a.data.len()))
         .sum();
     // Compile time: source text to a callable value-and-gradient kernel, median of several.
-    let options = CompileOptions { dtype, params: numbers(args), hessian: false };
+    let options = CompileOptions { dtype, params: numbers(args), hessian: false, stabilize: true };
     let mut compile_times = Vec::new();
     for _ in 0..15 {
         let t = Instant::now();
@@ -546,7 +588,7 @@ fn list(out: &mut String) {
     }
     for name in names {
         let Some(text) = lossc::stdlib::source(name) else { continue };
-        let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false };
+        let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false, stabilize: true };
         match compile(text, &options) {
             Ok(prog) => {
                 let params: Vec<String> = prog

@@ -42,23 +42,32 @@ pub fn differentiate(prog: &mut Program, hessian: bool) -> Result<(), Diagnostic
             return Err(too_large(g.len()));
         }
     }
-    if hessian {
-        for d in &mut derivs {
-            let p = pred_nodes[derivs_index(&preds, d.input)];
-            let mut dep_p = Dependence::new(vec![p]);
-            let h = diag_derivative(g, d.grad, p, &mut dep_p);
-            d.hess = Some(h.unwrap_or(zero));
-            if g.len() > MAX_NODES {
-                return Err(too_large(g.len()));
-            }
-        }
-    }
     prog.derivs = derivs;
+    if hessian {
+        add_hessians(prog)?;
+    }
     Ok(())
 }
 
-fn derivs_index(preds: &[u16], input: u16) -> usize {
-    preds.iter().position(|p| *p == input).unwrap_or(0)
+/// Adds the Hessian diagonal of every pred to a program that has its gradients
+/// (from [`differentiate`]): the diagonal of the Jacobian of each gradient node.
+/// `compile` calls it separately so that the gradient graph is stabilized first.
+///
+/// # Errors
+/// When the derivative graph exceeds [`MAX_NODES`].
+pub fn add_hessians(prog: &mut Program) -> Result<(), Diagnostic> {
+    let g = &mut prog.graph;
+    let zero = g.cst(0.0);
+    for d in &mut prog.derivs {
+        let p = g.leaf(Op::Input(d.input), g.input_kind(d.input));
+        let mut dep_p = Dependence::new(vec![p]);
+        let h = diag_derivative(g, d.grad, p, &mut dep_p);
+        d.hess = Some(h.unwrap_or(zero));
+        if g.len() > MAX_NODES {
+            return Err(too_large(g.len()));
+        }
+    }
+    Ok(())
 }
 
 fn too_large(n: usize) -> Diagnostic {
@@ -252,9 +261,10 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.select(c, t, zero)
         }
         (Op::Square, _) => {
+            // (2t)·x rather than t·(2x): 2x overflows where the product does not.
             let two = g.cst(2.0);
-            let d = g.bin(Op::Mul, two, x);
-            mul(g, t, d)
+            let t2 = mul(g, t, two);
+            mul(g, t2, x)
         }
         (Op::Sign | Op::Not | Op::StopGradient, _) => return None,
         (Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::And | Op::Or, _) => return None,
@@ -300,9 +310,76 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.select(nz, m, zero)
         }
         (Op::Xlogy, _) => {
+            // u/v, and 0 where u = 0 (xlogy(0, v) is 0 for every v).
+            let nz = g.bin(Op::Ne, x, zero);
             let m = mul(g, t, x);
-            div(g, m, y)
+            let d = div(g, m, y);
+            g.select(nz, d, zero)
         }
+        (Op::Xlog1py, 0) => {
+            let nz = g.bin(Op::Ne, x, zero);
+            let l = g.un(Op::Log1p, y);
+            let m = mul(g, t, l);
+            g.select(nz, m, zero)
+        }
+        (Op::Xlog1py, _) => {
+            let nz = g.bin(Op::Ne, x, zero);
+            let one = g.cst(1.0);
+            let q = g.bin(Op::Add, one, y);
+            let m = mul(g, t, x);
+            let d = div(g, m, q);
+            g.select(nz, d, zero)
+        }
+        (Op::LogAddExp, _) => {
+            // e^a/(e^a + e^b) = sigmoid(a − b); exactly 1/2 on the diagonal, which keeps
+            // (±inf, ±inf) finite.
+            let (me, other) = if slot == 0 { (x, y) } else { (y, x) };
+            let tie = g.bin(Op::Eq, me, other);
+            let d = g.bin(Op::Sub, me, other);
+            let s = g.un(Op::Sigmoid, d);
+            let half = g.cst(0.5);
+            let w = g.select(tie, half, s);
+            mul(g, t, w)
+        }
+        (Op::Hypot, _) => {
+            let me = if slot == 0 { x } else { y };
+            let is_zero = g.bin(Op::Eq, v, zero);
+            let q = g.bin(Op::Div, me, v);
+            let m = mul(g, t, q);
+            g.select(is_zero, zero, m)
+        }
+        (Op::Log1mexp, _) => {
+            // d/dx log(1 − e^x) = e^x/expm1(x) (= −1/expm1(−x), which overflows to −0
+            // where the derivative is still a subnormal).
+            // Below −1 the first form, above it −1/expm1(−x).
+            let e = g.un(Op::Exp, x);
+            let em = g.un(Op::Expm1, x);
+            let far = g.bin(Op::Div, e, em);
+            let nx = g.un(Op::Neg, x);
+            let emn = g.un(Op::Expm1, nx);
+            let m1 = g.cst(-1.0);
+            let r = g.bin(Op::Div, m1, emn);
+            let c = g.bin(Op::Lt, x, m1);
+            let q = g.select(c, far, r);
+            mul(g, t, q)
+        }
+        (Op::LogCosh, _) => {
+            let th = g.un(Op::Tanh, x);
+            mul(g, t, th)
+        }
+        (Op::NllSoftmax, 0) => {
+            // softmax(x) − onehot(k), with 1 − p_k written as Σ_{j≠k} p_j: no cancellation
+            // where the target class is confident.
+            let s = g.un(Op::Softmax, x);
+            let ci = g.leaf(Op::ClassIndex, Kind::Class);
+            let at = g.bin(Op::Eq, ci, y);
+            let others = g.select(at, zero, s);
+            let rest = g.un(Op::RowSum, others);
+            let neg_rest = g.un(Op::Neg, rest);
+            let d = g.select(at, neg_rest, s);
+            mul(g, t, d)
+        }
+        (Op::NllSoftmax, _) => return None,
         (Op::StraightThrough, 0) => return None,
         (Op::StraightThrough, _) => t,
         (Op::Where, 0) => return None,
@@ -338,9 +415,10 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             mul(g, t, s)
         }
         (Op::RowNorm, _) => {
+            // t·(x/norm): |x/norm| ≤ 1, so nothing overflows where the norm is tiny.
             let is_zero = g.bin(Op::Eq, v, zero);
-            let q = div(g, t, v);
-            let m = mul(g, q, x);
+            let q = g.bin(Op::Div, x, v);
+            let m = mul(g, t, q);
             g.select(is_zero, zero, m)
         }
         (Op::Softmax, _) => {
@@ -350,10 +428,16 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.bin(Op::Mul, v, d)
         }
         (Op::LogSoftmax, _) => {
+            // t − p·Σt, as t·(1 − p) − p·(Σt − t) with 1 − p = −expm1(log_softmax): no
+            // cancellation where a class is confident (p ≈ 1) and t is one-hot.
             let s = g.un(Op::Softmax, x);
             let st = g.un(Op::RowSum, t);
-            let m = g.bin(Op::Mul, s, st);
-            g.bin(Op::Sub, t, m)
+            let rest = g.bin(Op::Sub, st, t);
+            let m = g.bin(Op::Mul, s, rest);
+            let em = g.un(Op::Expm1, v);
+            let q = g.un(Op::Neg, em);
+            let a = mul(g, t, q);
+            g.bin(Op::Sub, a, m)
         }
         (Op::Gather, 0) => {
             let ci = g.leaf(Op::ClassIndex, Kind::Class);
@@ -386,7 +470,7 @@ fn diag_derivative(g: &mut Graph, target: NodeId, p: NodeId, dep: &mut Dependenc
         }
         let node = g.node(v);
         let t = match node.op {
-            op if op.is_row_reduction() || op == Op::Gather => row_gradient(g, v, p),
+            op if op.is_row_reduction() || op == Op::Gather || op == Op::NllSoftmax => row_gradient(g, v, p),
             Op::LogSoftmax => log_softmax_tangent(g, node.args[0], p, &tangent),
             Op::Softmax => log_softmax_tangent(g, node.args[0], p, &tangent).map(|t| g.bin(Op::Mul, v, t)),
             _ => {

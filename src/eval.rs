@@ -631,16 +631,26 @@ impl<'a, T: Real> Interp<'a, T> {
                 let k = self.raw_index(n, r);
                 self.vals[off] = if (0.0..self.classes as f64).contains(&k) { self.at(a, k as usize) } else { T::ZERO };
             }
+            Op::NllSoftmax => {
+                let Op::Input(n) = g.node(b).op else { return };
+                let k = self.raw_index(n, r);
+                self.vals[off] = if (0.0..self.classes as f64).contains(&k) {
+                    let row: Vec<T> = (0..self.classes).map(|c| self.at(a, c)).collect();
+                    math::nll_softmax(&row, k as usize)
+                } else {
+                    T::ZERO
+                };
+            }
             Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowLogSumExp | Op::RowNorm => {
                 let row: Vec<T> = (0..self.classes).map(|c| self.at(a, c)).collect();
                 self.vals[off] = row_reduce(node.op, &row);
             }
             Op::Softmax | Op::LogSoftmax => {
                 let row: Vec<T> = (0..self.classes).map(|c| self.at(a, c)).collect();
-                let lse = row_reduce(Op::RowLogSumExp, &row);
-                for (c, x) in row.iter().enumerate() {
-                    let ls = x.sub(lse);
-                    self.vals[off + c] = if node.op == Op::Softmax { ls.exp() } else { ls };
+                let mut out = vec![T::ZERO; row.len()];
+                math::log_softmax_row(&row, &mut out, node.op == Op::Softmax);
+                for (c, v) in out.into_iter().enumerate() {
+                    self.vals[off + c] = v;
                 }
             }
             // Batch values are computed in the pre-pass.
@@ -656,15 +666,7 @@ fn row_reduce<T: Real>(op: Op, row: &[T]) -> T {
         Op::RowMean => row.iter().fold(T::ZERO, |s, x| s.add(*x)).div(T::from_f64(row.len() as f64)),
         Op::RowMax => row.iter().copied().reduce(math::maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY)),
         Op::RowMin => row.iter().copied().reduce(math::minimum).unwrap_or(T::from_f64(f64::INFINITY)),
-        Op::RowLogSumExp => {
-            let m = row.iter().copied().reduce(math::maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY));
-            if m.is_nan() {
-                return m;
-            }
-            let shift = if m.to_f64().is_finite() { m } else { T::ZERO };
-            let s = row.iter().fold(T::ZERO, |s, x| s.add(x.sub(shift).exp()));
-            shift.add(s.ln())
-        }
+        Op::RowLogSumExp => math::logsumexp(row),
         Op::RowNorm => {
             // Scaled to avoid overflow and underflow of the squares.
             let m = row.iter().map(|x| x.abs()).reduce(math::maximum).unwrap_or(T::ZERO);

@@ -6,7 +6,7 @@
 //! ```
 //! use lossc::{compile, CompileOptions, Dtype, eval::{evaluate, Array, EvalOptions, LossValue}};
 //!
-//! let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false };
+//! let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false, stabilize: true };
 //! let program = compile("maximum(1 - y*p, 0)^2", &options).expect("a valid loss");
 //! let p = Array::vector(vec![0.5, 2.0]);
 //! let y = Array::vector(vec![1.0, 1.0]);
@@ -27,6 +27,7 @@ pub mod jit;
 pub mod math;
 pub mod program;
 pub mod span;
+pub mod stabilize;
 pub mod stdlib;
 pub mod syntax;
 
@@ -45,9 +46,13 @@ pub struct CompileOptions {
     pub params: Vec<(String, f64)>,
     /// Also build the Hessian diagonal of every pred.
     pub hessian: bool,
+    /// Rewrite the loss and its derivatives for numerical stability (SPEC §1 Stability;
+    /// see [`stabilize`]). `false` keeps the formulas as written (`lossc check --no-stabilize`).
+    pub stabilize: bool,
 }
 
-/// Compiles loss source text: parse, lower, check, differentiate.
+/// Compiles loss source text: parse, lower, check, stabilize, differentiate, stabilize
+/// the derivatives.
 ///
 /// # Errors
 /// Every error found (several at once where possible), each with a span into `source`
@@ -74,7 +79,19 @@ pub fn compile(source: &str, options: &CompileOptions) -> Result<Program, Vec<Di
             return Err(diags);
         }
     };
-    diff::differentiate(&mut program, options.hessian).map_err(|d| vec![d])?;
+    if options.stabilize {
+        stabilize::stabilize(&mut program, stabilize::Stage::Loss).map_err(|d| vec![d])?;
+    }
+    diff::differentiate(&mut program, false).map_err(|d| vec![d])?;
+    if options.stabilize {
+        stabilize::stabilize(&mut program, stabilize::Stage::Gradient).map_err(|d| vec![d])?;
+    }
+    if options.hessian {
+        diff::add_hessians(&mut program).map_err(|d| vec![d])?;
+        if options.stabilize {
+            stabilize::stabilize(&mut program, stabilize::Stage::Hessian).map_err(|d| vec![d])?;
+        }
+    }
     diags.append(&mut program.warnings);
     program.warnings = diags;
     Ok(program)

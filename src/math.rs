@@ -181,6 +181,164 @@ pub fn log_sigmoid<T: Real>(x: T) -> T {
     minimum(x, T::ZERO).sub(x.abs().neg().exp().ln_1p())
 }
 
+/// ln 2 in the type.
+fn ln2<T: Real>() -> T {
+    T::from_f64(std::f64::consts::LN_2)
+}
+
+/// log(e^a + e^b) (lowering L4): `a == b ? a + ln 2 : max(a, b) + log1p(exp(−|a − b|))`.
+/// The equality branch keeps `(+inf, +inf)` and `(−inf, −inf)` exact.
+pub fn logaddexp<T: Real>(a: T, b: T) -> T {
+    if a == b {
+        a.add(ln2())
+    } else {
+        maximum(a, b).add(a.sub(b).abs().neg().exp().ln_1p())
+    }
+}
+
+/// log(1 − e^x) for x ≤ 0 (lowering L6, Mächler's switch at −ln 2):
+/// `x > −ln 2 ? log(−expm1(x)) : log1p(−exp(x))`. NaN for x > 0, −inf at 0.
+pub fn log1mexp<T: Real>(x: T) -> T {
+    if x > ln2::<T>().neg() {
+        x.exp_m1().neg().ln()
+    } else {
+        x.exp().neg().ln_1p()
+    }
+}
+
+/// log(cosh(x)) in two regimes of a = |x|:
+/// a < 1: `log1p(e²/(2(1 + e)))` with e = expm1(a) (that is cosh(a) − 1, without cancellation);
+/// otherwise `(a − ln 2) + log1p(exp(−2a))` (finite where cosh overflows).
+pub fn log_cosh<T: Real>(x: T) -> T {
+    let a = x.abs();
+    if a < T::ONE {
+        let e = a.exp_m1();
+        let two = T::from_f64(2.0);
+        e.mul(e).div(two.mul(T::ONE.add(e))).ln_1p()
+    } else {
+        a.sub(ln2()).add(T::from_f64(-2.0).mul(a).exp().ln_1p())
+    }
+}
+
+/// sqrt(a² + b²) scaled by the larger magnitude m: `m·sqrt(1 + (n/m)²)`; 0 when both
+/// are 0, +inf when either is infinite, NaN when either is NaN (and neither infinite).
+pub fn hypot<T: Real>(a: T, b: T) -> T {
+    let (x, y) = (a.abs(), b.abs());
+    let m = maximum(x, y);
+    let n = minimum(x, y);
+    let inf = T::from_f64(f64::INFINITY);
+    if x == inf || y == inf {
+        return inf;
+    }
+    if m.is_nan() || m == T::ZERO {
+        return m;
+    }
+    let r = n.div(m);
+    m.mul(T::ONE.add(r.mul(r)).sqrt())
+}
+
+/// `u·log1p(v)`, 0 where u = 0 and v is not NaN.
+pub fn xlog1py<T: Real>(u: T, v: T) -> T {
+    if u == T::ZERO && !v.is_nan() {
+        T::ZERO
+    } else {
+        u.mul(v.ln_1p())
+    }
+}
+
+/// The log-sum-exp split of a row (rule S30, lowering L5): `(m, log1p(s))` with m = max(x)
+/// and s = Σ_{x_j < m} e^{x_j − m} + (#{x_j = m} − 1), the sum over every entry but one
+/// maximum, so that logsumexp(x) = m + log1p(s) keeps a tiny log1p(s) exact. `None` when
+/// m is not finite (or NaN).
+pub fn row_split<T: Real>(row: &[T]) -> Option<(T, T)> {
+    let m = row.iter().copied().reduce(maximum)?;
+    if m.is_nan() || !m.to_f64().is_finite() {
+        return None;
+    }
+    let mut s = T::ZERO;
+    let mut ties = T::ZERO;
+    for x in row {
+        s = s.add(if *x < m { exp_sub(*x, m) } else { T::ZERO });
+        ties = ties.add(if *x == m { T::ONE } else { T::ZERO });
+    }
+    Some((m, s.add(ties.sub(T::ONE)).ln_1p()))
+}
+
+/// `a − b` as an unevaluated sum `hi + lo` (Knuth's TwoSum): `hi` is the rounded
+/// difference and `lo` its rounding error, exactly, for finite a and b (NaN otherwise).
+pub fn two_diff<T: Real>(a: T, b: T) -> (T, T) {
+    let hi = a.sub(b);
+    let nb = b.neg();
+    let bp = hi.sub(a);
+    let ap = hi.sub(bp);
+    (hi, a.sub(ap).add(nb.sub(bp)))
+}
+
+/// e^(hi + lo) for a double-word argument: `e + e·lo` with e = e^hi (just e where lo is
+/// not finite). The correction keeps e^(a − b) accurate when a − b rounds: its relative
+/// error would otherwise be |a − b|·ε.
+pub fn exp_dw<T: Real>(hi: T, lo: T) -> T {
+    let e = hi.exp();
+    if lo.is_nan() || !lo.to_f64().is_finite() {
+        e
+    } else {
+        e.add(e.mul(lo))
+    }
+}
+
+/// e^(a − b) with the rounding error of a − b corrected ([`two_diff`], [`exp_dw`]).
+pub fn exp_sub<T: Real>(a: T, b: T) -> T {
+    let (hi, lo) = two_diff(a, b);
+    exp_dw(hi, lo)
+}
+
+/// logsumexp of a row: `m + log1p(s)` (see [`row_split`]); where the max is not finite,
+/// `log(Σ e^x)` (−inf for a row of −inf, +inf with a +inf, NaN with a NaN).
+pub fn logsumexp<T: Real>(row: &[T]) -> T {
+    if let Some((m, l)) = row_split(row) {
+        return m.add(l);
+    }
+    let m = row.iter().copied().reduce(maximum).unwrap_or(T::from_f64(f64::NEG_INFINITY));
+    if m.is_nan() {
+        return m;
+    }
+    row.iter().fold(T::ZERO, |s, x| s.add(x.exp())).ln()
+}
+
+/// log_softmax of a row into `out`: `(x_j − m) − log1p(s)` (see [`row_split`]), so the
+/// entry of a confident class keeps its digits; with `softmax`, the exponential of that,
+/// with the rounding errors of both differences corrected ([`exp_dw`]). Where the max is
+/// not finite: `x_j − logsumexp(x)` (and its exponential).
+pub fn log_softmax_row<T: Real>(row: &[T], out: &mut [T], softmax: bool) {
+    match row_split(row) {
+        Some((m, l)) => {
+            for (o, x) in out.iter_mut().zip(row) {
+                let (hi, lo) = two_diff(*x, m);
+                let (s_hi, s_lo) = two_diff(hi, l);
+                let lo = s_lo.add(lo);
+                *o = if softmax { exp_dw(s_hi, lo) } else { s_hi.add(if lo.is_nan() { T::ZERO } else { lo }) };
+            }
+        }
+        None => {
+            let lse = logsumexp(row);
+            for (o, x) in out.iter_mut().zip(row) {
+                let d = x.sub(lse);
+                *o = if softmax { d.exp() } else { d };
+            }
+        }
+    }
+}
+
+/// −log_softmax(x)[k] for one row, without cancellation (rule S30): `(m − x_k) + log1p(s)`
+/// (see [`row_split`]), both terms ≥ 0; `logsumexp(x) − x_k` where the max is not finite.
+/// `k` must be a valid class.
+pub fn nll_softmax<T: Real>(row: &[T], k: usize) -> T {
+    match row_split(row) {
+        Some((m, l)) => m.sub(row[k]).add(l),
+        None => logsumexp(row).sub(row[k]),
+    }
+}
+
 /// Applies a unary elementwise op.
 pub fn apply_unary<T: Real>(op: Op, x: T) -> T {
     match op {
@@ -210,6 +368,8 @@ pub fn apply_unary<T: Real>(op: Op, x: T) -> T {
         Op::Sigmoid => sigmoid(x),
         Op::LogSigmoid => log_sigmoid(x),
         Op::Softplus => softplus(x),
+        Op::Log1mexp => log1mexp(x),
+        Op::LogCosh => log_cosh(x),
         Op::Relu => {
             if x.is_nan() || x > T::ZERO {
                 x
@@ -249,6 +409,9 @@ pub fn apply_binary<T: Real>(op: Op, a: T, b: T) -> T {
         Op::Ne => truth(a != b),
         Op::And => truth(is_true(a) && is_true(b)),
         Op::Or => truth(is_true(a) || is_true(b)),
+        Op::Xlog1py => xlog1py(a, b),
+        Op::LogAddExp => logaddexp(a, b),
+        Op::Hypot => hypot(a, b),
         Op::StraightThrough => a,
         _ => a.add(T::from_f64(f64::NAN)),
     }

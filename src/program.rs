@@ -150,6 +150,9 @@ pub struct Program {
     pub derivs: Vec<Derivatives>,
     /// Warnings found while compiling.
     pub warnings: Vec<Diagnostic>,
+    /// The stability rewrites that fired, in the order they fired (empty when compiled
+    /// without stabilization).
+    pub rewrites: Vec<crate::stabilize::Rewrite>,
     /// The compute type.
     pub dtype: Dtype,
 }

@@ -268,7 +268,7 @@ impl Session {
         dtype: Dtype,
         hessian: bool,
     ) -> Result<Program, String> {
-        let options = CompileOptions { dtype, params: self.params(extra), hessian };
+        let options = CompileOptions { dtype, params: self.params(extra), hessian, stabilize: true };
         compile(&src.text, &options).map_err(|d| Failure::source(src.clone(), d).text().to_string())
     }
 

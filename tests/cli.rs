@@ -91,7 +91,7 @@ fn readme_command_runs_on_shipped_data() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("loss = 1.474368\n") && stdout.contains("grad input = ["), "{stdout}");
+    assert!(stdout.starts_with("loss = 1.4743679\n") && stdout.contains("grad input = ["), "{stdout}");
 }
 
 #[test]
@@ -122,4 +122,20 @@ fn check_prints_formulas_and_stdlib_names_resolve() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = lossc(&root(), &["list"]);
     assert!(text(&out.stdout).contains("torch/cross_entropy"));
+}
+
+/// See: issue 4. `check` lists the stability rewrites; `--no-stabilize` shows the raw forms.
+#[test]
+fn check_lists_stability_rewrites_and_no_stabilize_shows_raw_forms() {
+    let out = lossc(&root(), &["check", "torch/soft_margin_loss"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("loss = softplus(-(target*input))"), "{stdout}");
+    assert!(stdout.contains("S7 softplus: log1p(exp(-(target*input))) → softplus(-(target*input))"), "{stdout}");
+    assert!(stdout.contains("(protects input, target)"), "{stdout}");
+    let out = lossc(&root(), &["check", "torch/soft_margin_loss", "--no-stabilize"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("t1 = exp(-target*input)") && stdout.contains("loss = log1p(t1)"), "{stdout}");
+    assert!(stdout.contains("# stability rewriting: off (--no-stabilize)"), "{stdout}");
 }

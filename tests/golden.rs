@@ -82,7 +82,7 @@ fn run_file(path: &Path, source: &str, failures: &mut Vec<String>) -> usize {
         let params: Vec<(String, f64)> =
             case["params"].as_object().map_or(Vec::new(), |m| m.iter().map(|(k, v)| (k.clone(), number(v))).collect());
         let want_hess = case.get("hess").is_some_and(|h| !h.is_null());
-        let options = CompileOptions { dtype, params, hessian: want_hess };
+        let options = CompileOptions { dtype, params, hessian: want_hess, stabilize: true };
         let prog = match compile(source, &options) {
             Ok(p) => p,
             Err(d) => {
@@ -169,22 +169,11 @@ fn run_file(path: &Path, source: &str, failures: &mut Vec<String>) -> usize {
     cases.len()
 }
 
-/// Cases that wait for the stability rewriter (issue 4): the stdlib file is written as
-/// the reference writes it and lossc is meant to return the true value, which only the
-/// rewrites `log1p(exp(z))` → `softplus(z)` and the log-cosh regime rule give. FIXME(issue 4): empty this list.
-/// The test fails when one of them starts passing, so the list cannot go stale.
-const AWAITING_STABILITY: &[(&str, &str)] = &[
-    ("custom/log_cosh.json", "edge-cosh-overflow-none"),
-    ("custom/log_cosh.json", "edge-cosh-overflow-mean"),
-    ("custom/log_cosh.json", "edge-cosh-overflow-sum"),
-    ("custom/log_cosh.json", "edge-cosh-overflow-default"),
-    ("torch/soft_margin_loss.f32.json", "edge-overflow-none"),
-    ("torch/soft_margin_loss.f32.json", "edge-overflow-mean"),
-    ("torch/soft_margin_loss.f32.json", "edge-overflow-sum"),
-    ("torch/soft_margin_loss.f64.json", "edge-overflow-none"),
-    ("torch/soft_margin_loss.f64.json", "edge-overflow-mean"),
-    ("torch/soft_margin_loss.f64.json", "edge-overflow-sum"),
-];
+/// Cases that wait for the stability rewriter: none since issue 4 (the rewrites
+/// `log1p(exp(z))` → `softplus(z)` and `log(cosh(e))` → `log_cosh(e)` give the true values).
+/// A case listed here must fail; the test fails when one starts passing, so the list
+/// cannot go stale.
+const AWAITING_STABILITY: &[(&str, &str)] = &[];
 
 /// Removes the expected failures of `AWAITING_STABILITY` under `prefix`, checking that
 /// each still fails.

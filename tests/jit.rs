@@ -60,7 +60,7 @@ fn differ(a: &Evaluation, b: &Evaluation, dtype: Dtype) -> Option<String> {
 }
 
 fn both(src: &str, dtype: Dtype, data: &[(String, Array)], reduce: ReduceMode) -> Result<Option<String>, String> {
-    let options = CompileOptions { dtype, params: Vec::new(), hessian: true };
+    let options = CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
     let prog =
         compile(src, &options).map_err(|d| format!("{src}: {:?}", d.iter().map(|d| &d.message).collect::<Vec<_>>()))?;
     let jit = JitLoss::new(prog.clone()).map_err(|e| e.to_string())?;
@@ -84,7 +84,7 @@ fn every_numeric_formula_agrees_with_the_interpreter() {
     let mut runs = 0;
     for case in CASES {
         for dtype in [Dtype::F64, Dtype::F32] {
-            let options = CompileOptions { dtype, params: Vec::new(), hessian: true };
+            let options = CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
             let prog = compile(case.src, &options).expect("numeric formulas compile");
             let data = inputs(&prog, case, &mut rng);
             for reduce in [ReduceMode::Mean, ReduceMode::Sum, ReduceMode::None] {
@@ -193,7 +193,7 @@ fn random_losses_agree_with_the_interpreter() {
         }
         let dtype = if i % 2 == 0 { Dtype::F64 } else { Dtype::F32 };
         let reduce = [ReduceMode::Mean, ReduceMode::Sum, ReduceMode::None][i % 3];
-        let options = CompileOptions { dtype, params: Vec::new(), hessian: true };
+        let options = CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
         let prog = match compile(&src, &options) {
             Ok(p) => p,
             Err(d) => {
@@ -245,7 +245,7 @@ fn big_call(jit: &JitLoss, p: &[f32], y: &[f32]) -> (f64, Vec<f32>) {
 /// combination order), and one compiled loss serves many threads at once.
 #[test]
 fn results_do_not_depend_on_threads() {
-    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false };
+    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false, stabilize: true };
     let jit = JitLoss::new(compile("softplus(p*y) + (p - y)^2", &options).expect("valid")).expect("compiles");
     let mut rng = Rng(7);
     let n = 300_007; // several chunks and a ragged tail
@@ -287,7 +287,7 @@ fn rss_bytes() -> usize {
 fn compile_and_drop_keeps_memory_flat() {
     let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
     let n = if long { 100_000 } else { 300 };
-    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false };
+    let options = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false, stabilize: true };
     let cycle = |i: usize| {
         let src = format!("softplus(p*y) + {}*(p - y)^2", 1 + i % 7);
         let jit = JitLoss::new(compile(&src, &options).expect("valid")).expect("compiles");

@@ -10,7 +10,7 @@ use lossc::program::ReduceMode;
 use lossc::{compile, CompileOptions, Dtype, Program};
 
 fn program(src: &str) -> Program {
-    let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: true };
+    let options = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: true, stabilize: true };
     match compile(src, &options) {
         Ok(p) => p,
         Err(d) => panic!("{src}: {d:?}"),

@@ -65,7 +65,7 @@ fn every_stdlib_loss_compiles_with_derivatives() {
         let source = lossc::stdlib::source(name).expect("registered");
         assert!(source.starts_with('#'), "{name}: a stdlib file starts with a header comment");
         for dtype in [lossc::Dtype::F32, lossc::Dtype::F64] {
-            let options = lossc::CompileOptions { dtype, params: Vec::new(), hessian: true };
+            let options = lossc::CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
             if let Err(d) = lossc::compile(source, &options) {
                 panic!("{name}: {:?}", d.iter().map(|d| &d.message).collect::<Vec<_>>());
             }

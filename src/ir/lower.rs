@@ -42,6 +42,11 @@ const FUNCTIONS: &[(&str, usize, Func)] = &[
     ("maximum", 2, Func::Op(Op::Max)),
     ("minimum", 2, Func::Op(Op::Min)),
     ("xlogy", 2, Func::Op(Op::Xlogy)),
+    ("xlog1py", 2, Func::Op(Op::Xlog1py)),
+    ("logaddexp", 2, Func::Op(Op::LogAddExp)),
+    ("hypot", 2, Func::Op(Op::Hypot)),
+    ("log1mexp", 1, Func::Op(Op::Log1mexp)),
+    ("log_cosh", 1, Func::Op(Op::LogCosh)),
     ("straight_through", 2, Func::Op(Op::StraightThrough)),
     ("clamp", 3, Func::Op(Op::Clamp)),
     ("where", 3, Func::Op(Op::Where)),
@@ -233,6 +238,7 @@ pub fn lower(file: &ast::File, options: &LowerOptions<'_>) -> Result<Program, Ve
         requires,
         derivs: Vec::new(),
         warnings,
+        rewrites: Vec::new(),
         dtype: options.dtype,
     })
 }

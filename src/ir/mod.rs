@@ -135,6 +135,16 @@ pub enum Op {
     Min,
     /// `xlogy(a, b)`: 0 where a = 0 (and b is not NaN), else a·log b.
     Xlogy,
+    /// `xlog1py(a, b)`: 0 where a = 0 (and b is not NaN), else a·log1p(b).
+    Xlog1py,
+    /// `logaddexp(a, b)` = log(e^a + e^b), without overflow.
+    LogAddExp,
+    /// `hypot(a, b)` = sqrt(a² + b²), without overflow or underflow.
+    Hypot,
+    /// `log1mexp(x)` = log(1 − e^x) for x ≤ 0 (NaN for x > 0).
+    Log1mexp,
+    /// `log_cosh(x)` = log(cosh(x)), accurate near 0 and finite where cosh overflows.
+    LogCosh,
     /// `<`
     Lt,
     /// `<=`
@@ -175,6 +185,10 @@ pub enum Op {
     LogSoftmax,
     /// `x[k]`: element k of each row; args (x, k).
     Gather,
+    /// `nll_softmax(x, k)` = −log_softmax(x)[k], computed as
+    /// `(m − x[k]) + log1p(Σ_{j≠argmax} e^{x_j − m})` with m = max(x) (no cancellation);
+    /// args (x, k), one value per row. Reads 0 where k is outside `[0, C)`, as `x[k]` does.
+    NllSoftmax,
     /// `batch_all(c)`
     BatchAll,
     /// `batch_any(c)`
@@ -191,9 +205,9 @@ impl Op {
             Const(_) | Input(_) | NumClasses | ClassIndex | Seed => 0,
             Neg | Abs | Sign | Sqrt | Exp | Log | Log1p | Expm1 | Sin | Cos | Tanh | Cosh | Sinh | Sigmoid
             | LogSigmoid | Softplus | Relu | Square | Not | StopGradient | RowSum | RowMean | RowMax | RowMin
-            | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum => 1,
+            | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum | Log1mexp | LogCosh => 1,
             Add | Sub | Mul | Div | Pow | Max | Min | Xlogy | Lt | Le | Gt | Ge | Eq | Ne | And | Or
-            | StraightThrough | Gather => 2,
+            | StraightThrough | Gather | Xlog1py | LogAddExp | Hypot | NllSoftmax => 2,
             Where | Clamp => 3,
         }
     }
@@ -217,6 +231,7 @@ impl Op {
                 | Softmax
                 | LogSoftmax
                 | Gather
+                | NllSoftmax
                 | BatchAll
                 | BatchAny
                 | BatchSum
@@ -270,6 +285,11 @@ impl Op {
             Max => "maximum",
             Min => "minimum",
             Xlogy => "xlogy",
+            Xlog1py => "xlog1py",
+            LogAddExp => "logaddexp",
+            Hypot => "hypot",
+            Log1mexp => "log1mexp",
+            LogCosh => "log_cosh",
             Lt => "<",
             Le => "<=",
             Gt => ">",
@@ -290,6 +310,7 @@ impl Op {
             Softmax => "softmax",
             LogSoftmax => "log_softmax",
             Gather => "gather",
+            NllSoftmax => "nll_softmax",
             BatchAll => "batch_all",
             BatchAny => "batch_any",
             BatchSum => "batch_sum",
@@ -350,6 +371,11 @@ impl Graph {
     /// An empty graph whose inputs have the given kinds.
     pub fn new(dtype: Dtype, input_kinds: Vec<Kind>) -> Graph {
         Graph { nodes: Vec::new(), kinds: Vec::new(), dedup: HashMap::new(), dtype, input_kinds }
+    }
+
+    /// An empty graph with the same dtype and input kinds (for passes that rebuild a graph).
+    pub fn empty_like(&self) -> Graph {
+        Graph::new(self.dtype, self.input_kinds.clone())
     }
 
     /// Number of nodes.
@@ -450,7 +476,7 @@ impl Graph {
     fn result_kind(&self, op: Op, args: &[NodeId]) -> Kind {
         match op {
             _ if op.is_row_reduction() => Kind::Row,
-            Op::Gather => Kind::Row,
+            Op::Gather | Op::NllSoftmax => Kind::Row,
             Op::Softmax | Op::LogSoftmax => Kind::Class,
             _ if op.is_batch() => Kind::Uniform,
             _ => args.iter().map(|a| self.kind(*a)).max().unwrap_or(Kind::Uniform),

@@ -21,6 +21,9 @@ pub fn number(x: f64) -> String {
     }
 }
 
+/// Marks a subexpression that [`Printer::inline`] abbreviates.
+const ELIDED: usize = usize::MAX;
+
 /// Operator precedence, higher binds tighter.
 fn prec(op: Op) -> u8 {
     match op {
@@ -93,10 +96,30 @@ impl<'g> Printer<'g> {
         out
     }
 
+    /// One formula on one line, with no temporaries; a subexpression that would print
+    /// more than `max_nodes` nodes (counted as a tree) prints as `…`.
+    pub fn inline(&self, id: NodeId, max_nodes: usize) -> String {
+        let g = self.graph;
+        let n = id.index() + 1;
+        let mut size = vec![0usize; n];
+        let mut temp: Vec<Option<usize>> = vec![None; n];
+        for i in 0..n {
+            let node = g.node(NodeId(i as u32));
+            size[i] = node.children().iter().fold(1usize, |acc, c| acc.saturating_add(size[c.index()]));
+            if size[i] > max_nodes {
+                temp[i] = Some(ELIDED);
+            }
+        }
+        self.expr(id, &temp, 0, true)
+    }
+
     /// One formula, parenthesised as needed for a context of precedence `ctx`.
     fn expr(&self, id: NodeId, temp: &[Option<usize>], ctx: u8, top: bool) -> String {
         if !top {
             if let Some(Some(t)) = temp.get(id.index()) {
+                if *t == ELIDED {
+                    return "…".to_string();
+                }
                 return format!("t{t}");
             }
         }
@@ -138,6 +161,8 @@ impl<'g> Printer<'g> {
                 (format!("{}{sep}{}", sub(0, left_p), sub(1, right_p)), p)
             }
             Op::Pow => (format!("{}^{}", sub(0, 9), sub(1, 7)), 8),
+            // `square(x)` and `x^2` are the same function, bit for bit.
+            Op::Square => (format!("{}^2", sub(0, 9)), 8),
             Op::Gather => (format!("{}[{}]", sub(0, 9), sub(1, 0)), 9),
             op => {
                 let args: Vec<String> = (0..op.arity()).map(|i| sub(i, 0)).collect();

@@ -1208,6 +1208,66 @@ impl<'a> Translator<'a> {
     }
 }
 
+/// True for the ops this code generator has code for (after `prepare` and the fused-op
+/// lowering, nothing else reaches it; anything else is reported, never miscompiled).
+pub(crate) fn supported(op: Op) -> bool {
+    use Op::*;
+    matches!(
+        op,
+        Const(_)
+            | Input(_)
+            | NumClasses
+            | ClassIndex
+            | Seed
+            | Neg
+            | Abs
+            | Sign
+            | Sqrt
+            | Exp
+            | Log
+            | Log1p
+            | Expm1
+            | Sin
+            | Cos
+            | Tanh
+            | Cosh
+            | Sinh
+            | Sigmoid
+            | LogSigmoid
+            | Softplus
+            | Relu
+            | Square
+            | Not
+            | StopGradient
+            | Add
+            | Sub
+            | Mul
+            | Div
+            | Pow
+            | Max
+            | Min
+            | Xlogy
+            | Lt
+            | Le
+            | Gt
+            | Ge
+            | Eq
+            | Ne
+            | And
+            | Or
+            | StraightThrough
+            | Where
+            | Clamp
+            | RowSum
+            | RowMax
+            | RowMin
+            | Gather
+            | BatchAll
+            | BatchAny
+            | BatchSum
+    )
+}
+
 /// Ops emitted as long inline polynomials or calls.
 fn is_transcendental(op: Op) -> bool {
     matches!(

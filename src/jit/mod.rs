@@ -145,7 +145,12 @@ pub struct Outputs<'a, T> {
 
 /// A program with its JIT kernels. `Send + Sync`: call it from any thread.
 pub struct JitLoss {
+    /// The program as compiled (what [`JitLoss::program`] shows).
     program: Arc<Program>,
+    /// The same program with the fused ops the kernels have no code for lowered to
+    /// primitive ops, bit for bit as the interpreter computes them; everything the kernels
+    /// and pre-passes see comes from it.
+    lowered: Arc<Program>,
     kernels: Mutex<HashMap<Variant, Arc<Kernel>>>,
 }
 
@@ -177,7 +182,12 @@ impl JitLoss {
     /// # Errors
     /// A Cranelift error (a bug in lossc).
     pub fn new(program: Program) -> Result<JitLoss, JitError> {
-        let jit = JitLoss { program: Arc::new(program), kernels: Mutex::new(HashMap::new()) };
+        let mut lowered = program.clone();
+        // sigmoid, softplus and log_sigmoid have inline code of their own.
+        let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
+        crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
+        let jit =
+            JitLoss { program: Arc::new(program), lowered: Arc::new(lowered), kernels: Mutex::new(HashMap::new()) };
         jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
         Ok(jit)
     }
@@ -192,7 +202,7 @@ impl JitLoss {
         if let Some(k) = map.get(&v) {
             return Ok(Arc::clone(k));
         }
-        let k = Arc::new(compile_kernel(&self.program, v)?);
+        let k = Arc::new(compile_kernel(&self.lowered, v)?);
         map.insert(v, Arc::clone(&k));
         Ok(k)
     }
@@ -314,7 +324,7 @@ impl JitLoss {
         opts: &CallOptions<'_, T>,
         out: &mut Outputs<'_, T>,
     ) -> Result<f64, CallError> {
-        let prog = &*self.program;
+        let prog = &*self.lowered;
         if T::DTYPE != prog.dtype {
             return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
                 "the loss was compiled for {} but called with {} data",
@@ -486,7 +496,7 @@ impl JitLoss {
         bound: &Bound<'_, T>,
         batch: &HashMap<NodeId, T>,
     ) -> Result<f64, CallError> {
-        let prog = &*self.program;
+        let prog = &*self.lowered;
         if let (Some(c), PrePass::Values) = (prog.graph.constant(node), how) {
             let n = if prog.graph.kind(node) == Kind::Class { bound.rows * bound.classes } else { bound.rows };
             return Ok(c * n as f64);
@@ -768,6 +778,9 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
         Variant::Sum(node, _) => (vec![node], true),
     };
     let prepared = prepare::prepare(&prog.graph, &roots, seed_uniform);
+    if let Some(node) = prepared.graph.nodes().iter().find(|n| !codegen::supported(n.op)) {
+        return Err(JitError { message: format!("no code for `{}`", node.op.name()) });
+    }
     let mut g = prepared.graph;
     let mut stores = Vec::new();
     let (wl, wl_kind) = match v {

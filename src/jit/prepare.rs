@@ -57,10 +57,7 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 origin.insert(b, id);
                 b
             }
-            Op::Softmax => {
-                let ls = log_softmax(&mut out, args[0]);
-                out.un(Op::Exp, ls)
-            }
+            Op::Softmax => log_softmax_or_softmax(&mut out, args[0], true),
             Op::LogSoftmax => log_softmax(&mut out, args[0]),
             Op::RowLogSumExp => logsumexp(&mut out, args[0]),
             Op::RowMean => {
@@ -89,23 +86,87 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
     Prepared { graph: out, roots, origin }
 }
 
-fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
-    let m = g.un(Op::RowMax, x);
-    let am = g.un(Op::Abs, m);
+/// `a − b` as `(hi, lo)` with `hi + lo` exact (Knuth's TwoSum), as `math::two_diff`.
+fn two_diff(g: &mut Graph, a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+    let hi = g.bin(Op::Sub, a, b);
+    let nb = g.un(Op::Neg, b);
+    let bp = g.bin(Op::Sub, hi, a);
+    let ap = g.bin(Op::Sub, hi, bp);
+    let l1 = g.bin(Op::Sub, a, ap);
+    let l2 = g.bin(Op::Sub, nb, bp);
+    let lo = g.bin(Op::Add, l1, l2);
+    (hi, lo)
+}
+
+/// e^(hi + lo) as `math::exp_dw`: `e + e·lo`, or just e where lo is not finite.
+fn exp_dw(g: &mut Graph, hi: NodeId, lo: NodeId) -> NodeId {
+    let e = g.un(Op::Exp, hi);
+    let elo = g.bin(Op::Mul, e, lo);
+    let corrected = g.bin(Op::Add, e, elo);
+    let alo = g.un(Op::Abs, lo);
     let inf = g.cst(f64::INFINITY);
-    let finite = g.bin(Op::Lt, am, inf);
+    let finite = g.bin(Op::Lt, alo, inf);
+    g.select(finite, corrected, e)
+}
+
+/// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and
+/// s = Σ_{x < m} e^(x − m) + (#{x = m} − 1).
+fn row_split(g: &mut Graph, x: NodeId) -> (NodeId, NodeId, NodeId) {
     let zero = g.cst(0.0);
-    let shift = g.select(finite, m, zero);
-    let d = g.bin(Op::Sub, x, shift);
-    let e = g.un(Op::Exp, d);
+    let one = g.cst(1.0);
+    let inf = g.cst(f64::INFINITY);
+    let m = g.un(Op::RowMax, x);
+    let below = g.bin(Op::Lt, x, m);
+    let (hi, lo) = two_diff(g, x, m);
+    let e = exp_dw(g, hi, lo);
+    let terms = g.select(below, e, zero);
+    let s = g.un(Op::RowSum, terms);
+    let at = g.bin(Op::Eq, x, m);
+    let ties = g.un(Op::RowSum, at);
+    let extra = g.bin(Op::Sub, ties, one);
+    let total = g.bin(Op::Add, s, extra);
+    let l = g.un(Op::Log1p, total);
+    let am = g.un(Op::Abs, m);
+    let finite = g.bin(Op::Lt, am, inf);
+    (m, l, finite)
+}
+
+/// `math::logsumexp`: `m + log1p(s)` where the max is finite, else `log(Σ e^x)`.
+fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
+    let (m, l, finite) = row_split(g, x);
+    let split = g.bin(Op::Add, m, l);
+    let e = g.un(Op::Exp, x);
     let s = g.un(Op::RowSum, e);
-    let l = g.un(Op::Log, s);
-    g.bin(Op::Add, shift, l)
+    let plain = g.un(Op::Log, s);
+    g.select(finite, split, plain)
+}
+
+/// `math::log_softmax_row`: `(x − m) − log1p(s)` with both differences' rounding errors
+/// carried, and its corrected exponential for softmax; `x − logsumexp(x)` where the max
+/// is not finite.
+fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
+    let (m, l, finite) = row_split(g, x);
+    let (hi, lo) = two_diff(g, x, m);
+    let (s_hi, s_lo) = two_diff(g, hi, l);
+    let lo2 = g.bin(Op::Add, s_lo, lo);
+    let split = if softmax {
+        exp_dw(g, s_hi, lo2)
+    } else {
+        let zero = g.cst(0.0);
+        let is_nan = g.bin(Op::Ne, lo2, lo2);
+        let lo3 = g.select(is_nan, zero, lo2);
+        g.bin(Op::Add, s_hi, lo3)
+    };
+    let e = g.un(Op::Exp, x);
+    let s = g.un(Op::RowSum, e);
+    let lse = g.un(Op::Log, s);
+    let d = g.bin(Op::Sub, x, lse);
+    let plain = if softmax { g.un(Op::Exp, d) } else { d };
+    g.select(finite, split, plain)
 }
 
 fn log_softmax(g: &mut Graph, x: NodeId) -> NodeId {
-    let lse = logsumexp(g, x);
-    g.bin(Op::Sub, x, lse)
+    log_softmax_or_softmax(g, x, false)
 }
 
 fn norm(g: &mut Graph, x: NodeId) -> NodeId {

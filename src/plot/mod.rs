@@ -276,7 +276,8 @@ pub(crate) fn command(out: &mut String, items: &[String], over: &str, output: Op
     let mut known = vec![false; args.len()];
     for spec in &specs {
         let src = crate::cli::load_source(spec)?;
-        let options = CompileOptions { dtype: Dtype::F64, params: crate::cli::numbers(&args), hessian: false };
+        let options =
+            CompileOptions { dtype: Dtype::F64, params: crate::cli::numbers(&args), hessian: false, stabilize: true };
         let prog = compile(&src.text, &options).map_err(|d| Failure::source(src.clone(), d))?;
         crate::render::warnings(&src, &prog.warnings);
         let mut mine = Vec::new();
