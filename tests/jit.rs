@@ -304,3 +304,20 @@ fn compile_and_drop_keeps_memory_flat() {
     let growth = after.saturating_sub(before);
     assert!(growth < 8 << 20, "RSS grew by {} KiB over {n} compile/drop cycles", growth >> 10);
 }
+
+/// Rows whose max is not finite (a +inf entry, all -inf, a NaN) take the interpreter's
+/// `log(Σ e^x)` branch; the JIT computes it without exponentials and must agree exactly.
+#[test]
+fn rows_with_non_finite_max_agree() {
+    let inf = f64::INFINITY;
+    let z =
+        Array { shape: vec![4, 3], data: vec![1.0, inf, 2.0, -inf, -inf, -inf, 0.5, f64::NAN, 1.0, 3.0, -1.0, 0.25] };
+    let k = Array::vector(vec![0.0, 1.0, 2.0, 0.0]);
+    for dtype in [Dtype::F64, Dtype::F32] {
+        for body in ["logsumexp(z)", "sum(softmax(z))", "sum(log_softmax(z))", "-log_softmax(z)[k]"] {
+            let src = format!("pred z[C]\ntarget k: index\n{body}");
+            let data = vec![("z".to_string(), z.clone()), ("k".to_string(), k.clone())];
+            assert_eq!(both(&src, dtype, &data, ReduceMode::None), Ok(None), "{body}");
+        }
+    }
+}

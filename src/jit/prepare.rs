@@ -131,14 +131,13 @@ fn row_split(g: &mut Graph, x: NodeId) -> (NodeId, NodeId, NodeId) {
     (m, l, finite)
 }
 
-/// `math::logsumexp`: `m + log1p(s)` where the max is finite, else `log(Σ e^x)`.
+/// `math::logsumexp`: `m + log1p(s)` where the max is finite, else `log(Σ e^x)`, which is
+/// then exactly m itself (+inf with a +inf entry, -inf for a row of -inf, NaN with a NaN),
+/// so the kernel spends no second exponential per element on that case.
 fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
     let (m, l, finite) = row_split(g, x);
     let split = g.bin(Op::Add, m, l);
-    let e = g.un(Op::Exp, x);
-    let s = g.un(Op::RowSum, e);
-    let plain = g.un(Op::Log, s);
-    g.select(finite, split, plain)
+    g.select(finite, split, m)
 }
 
 /// `math::log_softmax_row`: `(x − m) − log1p(s)` with both differences' rounding errors
@@ -157,11 +156,18 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
         let lo3 = g.select(is_nan, zero, lo2);
         g.bin(Op::Add, s_hi, lo3)
     };
-    let e = g.un(Op::Exp, x);
-    let s = g.un(Op::RowSum, e);
-    let lse = g.un(Op::Log, s);
-    let d = g.bin(Op::Sub, x, lse);
-    let plain = if softmax { g.un(Op::Exp, d) } else { d };
+    // Where the max is not finite, logsumexp is the max itself (see `logsumexp`), so
+    // x − lse is -inf or NaN, and its exponential 0 or NaN: no exponential needed.
+    let d = g.bin(Op::Sub, x, m);
+    let plain = if softmax {
+        let ninf = g.cst(f64::NEG_INFINITY);
+        let zero = g.cst(0.0);
+        let nan = g.cst(f64::NAN);
+        let gone = g.bin(Op::Eq, d, ninf);
+        g.select(gone, zero, nan)
+    } else {
+        d
+    };
     g.select(finite, split, plain)
 }
 
