@@ -7,6 +7,21 @@
 //! Validation, `batch_*` pre-passes, requirement checks and the reduction's denominator reuse
 //! the reference interpreter's code (`eval::Interp::setup`), so both engines accept and
 //! reject exactly the same inputs. Invariant: the JIT never sees the AST.
+//!
+//! ```
+//! use lossc::jit::{Arg, CallOptions, Data, JitLoss, Outputs};
+//! use lossc::{compile, CompileOptions, Dtype};
+//!
+//! let options = CompileOptions { dtype: Dtype::F32, params: vec![], hessian: false, stabilize: true };
+//! let jit = JitLoss::new(compile("maximum(1 - y*p, 0)^2", &options).unwrap()).unwrap();
+//! let (p, y) = ([0.5f32, 2.0], [1.0f32, 1.0]);
+//! let mut grad = [0.0f32; 2];
+//! let args = [Arg { name: "p", data: Data::Values(&p) }, Arg { name: "y", data: Data::Values(&y) }];
+//! let mut out = Outputs { grad: vec![&mut grad[..]], hess: vec![], loss_items: None };
+//! let loss = jit.call(&args, &CallOptions { rows: Some(2), ..Default::default() }, &mut out).unwrap();
+//! assert_eq!(loss, 0.125);
+//! assert_eq!(grad, [-0.5, -0.0]);
+//! ```
 
 mod abi;
 mod codegen;
