@@ -378,13 +378,7 @@ fn eval(
 ) -> Result<(), Failure> {
     let src = load_source(spec)?;
     let prog = compile_spec(&src, args, dtype, hess, true)?;
-    let mut arrays: Vec<(String, Array)> = Vec::new();
-    for (name, value) in args {
-        if prog.params.iter().any(|p| &p.name == name) {
-            continue;
-        }
-        arrays.push((name.clone(), parse_value(value).map_err(Failure::diag)?));
-    }
+    let arrays = input_arrays(&prog, args)?;
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce, grad, hess, upstream: None };
     let result = match engine {
@@ -444,13 +438,7 @@ fn bench(
     use std::time::Instant;
     let src = load_source(spec)?;
     let prog = compile_spec(&src, args, dtype, false, true)?;
-    let mut arrays: Vec<(String, Array)> = Vec::new();
-    for (name, value) in args {
-        if prog.params.iter().any(|p| &p.name == name) {
-            continue;
-        }
-        arrays.push((name.clone(), parse_value(value).map_err(Failure::diag)?));
-    }
+    let arrays = input_arrays(&prog, args)?;
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let elements: usize = prog
         .preds()
@@ -534,6 +522,18 @@ fn time_calls<T: lossc::math::Real + lossc::jit::Element>(
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The data of every NAME=VALUE that is not a scalar parameter, loaded.
+fn input_arrays(prog: &Program, args: &[(String, String)]) -> Result<Vec<(String, Array)>, Failure> {
+    let mut arrays = Vec::new();
+    for (name, value) in args {
+        if prog.params.iter().any(|p| &p.name == name) {
+            continue;
+        }
+        arrays.push((name.clone(), parse_value(value).map_err(Failure::diag)?));
+    }
+    Ok(arrays)
 }
 
 /// A VALUE: a number, a comma-separated list, or a data file.

@@ -683,15 +683,16 @@ fn row_reduce<T: Real>(op: Op, row: &[T]) -> T {
     }
 }
 
-/// Neumaier's compensated summation in f64.
+/// Neumaier's compensated summation in f64 (shared with the JIT's chunk combination).
 #[derive(Default)]
-struct Neumaier {
+pub(crate) struct Neumaier {
     sum: f64,
     comp: f64,
 }
 
 impl Neumaier {
-    fn add(&mut self, x: f64) {
+    /// Adds one term.
+    pub(crate) fn add(&mut self, x: f64) {
         let t = self.sum + x;
         if self.sum.abs() >= x.abs() {
             self.comp += (self.sum - t) + x;
@@ -701,7 +702,8 @@ impl Neumaier {
         self.sum = t;
     }
 
-    fn sum(&self) -> f64 {
+    /// The compensated total.
+    pub(crate) fn sum(&self) -> f64 {
         let s = self.sum + self.comp;
         // Non-finite terms make the compensation NaN; the plain sum is then right.
         if s.is_finite() || !self.sum.is_finite() {

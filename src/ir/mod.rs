@@ -453,6 +453,30 @@ impl Graph {
         self.add(Op::Where, &[c, a, b])
     }
 
+    /// `a − b` as `(hi, lo)` with `hi + lo` exact (Knuth's TwoSum), node for node as
+    /// `math::two_diff` computes it.
+    pub fn two_diff(&mut self, a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+        let hi = self.bin(Op::Sub, a, b);
+        let nb = self.un(Op::Neg, b);
+        let bp = self.bin(Op::Sub, hi, a);
+        let ap = self.bin(Op::Sub, hi, bp);
+        let l1 = self.bin(Op::Sub, a, ap);
+        let l2 = self.bin(Op::Sub, nb, bp);
+        let lo = self.bin(Op::Add, l1, l2);
+        (hi, lo)
+    }
+
+    /// e^(hi + lo) as `math::exp_dw`: `e + e·lo`, or just e = e^hi where lo is not finite.
+    pub fn exp_dw(&mut self, hi: NodeId, lo: NodeId) -> NodeId {
+        let e = self.un(Op::Exp, hi);
+        let elo = self.bin(Op::Mul, e, lo);
+        let corrected = self.bin(Op::Add, e, elo);
+        let alo = self.un(Op::Abs, lo);
+        let inf = self.cst(f64::INFINITY);
+        let finite = self.bin(Op::Lt, alo, inf);
+        self.select(finite, corrected, e)
+    }
+
     fn is_const(&self, id: NodeId, v: f64) -> bool {
         self.constant(id).is_some_and(|c| c == v && (c != 0.0 || c.is_sign_positive() == v.is_sign_positive()))
     }

@@ -35,7 +35,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 
 use crate::diagnostic::Diagnostic;
-use crate::eval::{Array, EvalOptions, Evaluation, Interp, LossValue};
+use crate::eval::{Array, EvalOptions, Evaluation, Interp, LossValue, Neumaier};
 use crate::ir::{Dtype, Kind, NodeId, Op};
 use crate::math::Real;
 use crate::program::{Layout as InputLayout, Program, ReduceMode};
@@ -707,34 +707,6 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
         }
     }
     Ok(Bound { rows, classes, ptrs, indices, _owned: owned, any_invalid, given, _marker: std::marker::PhantomData })
-}
-
-/// Neumaier's compensated sum, accumulated in a fixed order.
-#[derive(Default)]
-struct Neumaier {
-    sum: f64,
-    comp: f64,
-}
-
-impl Neumaier {
-    fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.comp += (self.sum - t) + x;
-        } else {
-            self.comp += (x - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    fn sum(&self) -> f64 {
-        let s = self.sum + self.comp;
-        if s.is_finite() {
-            s
-        } else {
-            self.sum
-        }
-    }
 }
 
 /// Element types the kernels compute in.

@@ -86,29 +86,6 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
     Prepared { graph: out, roots, origin }
 }
 
-/// `a − b` as `(hi, lo)` with `hi + lo` exact (Knuth's TwoSum), as `math::two_diff`.
-fn two_diff(g: &mut Graph, a: NodeId, b: NodeId) -> (NodeId, NodeId) {
-    let hi = g.bin(Op::Sub, a, b);
-    let nb = g.un(Op::Neg, b);
-    let bp = g.bin(Op::Sub, hi, a);
-    let ap = g.bin(Op::Sub, hi, bp);
-    let l1 = g.bin(Op::Sub, a, ap);
-    let l2 = g.bin(Op::Sub, nb, bp);
-    let lo = g.bin(Op::Add, l1, l2);
-    (hi, lo)
-}
-
-/// e^(hi + lo) as `math::exp_dw`: `e + e·lo`, or just e where lo is not finite.
-fn exp_dw(g: &mut Graph, hi: NodeId, lo: NodeId) -> NodeId {
-    let e = g.un(Op::Exp, hi);
-    let elo = g.bin(Op::Mul, e, lo);
-    let corrected = g.bin(Op::Add, e, elo);
-    let alo = g.un(Op::Abs, lo);
-    let inf = g.cst(f64::INFINITY);
-    let finite = g.bin(Op::Lt, alo, inf);
-    g.select(finite, corrected, e)
-}
-
 /// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and
 /// s = Σ_{x < m} e^(x − m) + (#{x = m} − 1).
 fn row_split(g: &mut Graph, x: NodeId) -> (NodeId, NodeId, NodeId) {
@@ -117,8 +94,8 @@ fn row_split(g: &mut Graph, x: NodeId) -> (NodeId, NodeId, NodeId) {
     let inf = g.cst(f64::INFINITY);
     let m = g.un(Op::RowMax, x);
     let below = g.bin(Op::Lt, x, m);
-    let (hi, lo) = two_diff(g, x, m);
-    let e = exp_dw(g, hi, lo);
+    let (hi, lo) = g.two_diff(x, m);
+    let e = g.exp_dw(hi, lo);
     let terms = g.select(below, e, zero);
     let s = g.un(Op::RowSum, terms);
     let at = g.bin(Op::Eq, x, m);
@@ -145,11 +122,11 @@ fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
 /// is not finite.
 fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
     let (m, l, finite) = row_split(g, x);
-    let (hi, lo) = two_diff(g, x, m);
-    let (s_hi, s_lo) = two_diff(g, hi, l);
+    let (hi, lo) = g.two_diff(x, m);
+    let (s_hi, s_lo) = g.two_diff(hi, l);
     let lo2 = g.bin(Op::Add, s_lo, lo);
     let split = if softmax {
-        exp_dw(g, s_hi, lo2)
+        g.exp_dw(s_hi, lo2)
     } else {
         let zero = g.cst(0.0);
         let is_nan = g.bin(Op::Ne, lo2, lo2);

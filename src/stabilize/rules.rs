@@ -849,19 +849,8 @@ fn lower_nll_softmax(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let m = g.un(Op::RowMax, x);
     let below = g.bin(Op::Lt, x, m);
     // exp(x − m) with the rounding error of x − m corrected (math::exp_sub).
-    let hi = g.bin(Op::Sub, x, m);
-    let nm = g.un(Op::Neg, m);
-    let bp = g.bin(Op::Sub, hi, x);
-    let ap = g.bin(Op::Sub, hi, bp);
-    let l1 = g.bin(Op::Sub, x, ap);
-    let l2 = g.bin(Op::Sub, nm, bp);
-    let lo = g.bin(Op::Add, l1, l2);
-    let e0 = g.un(Op::Exp, hi);
-    let elo = g.bin(Op::Mul, e0, lo);
-    let e1 = g.bin(Op::Add, e0, elo);
-    let alo = g.un(Op::Abs, lo);
-    let lo_finite = g.bin(Op::Lt, alo, inf);
-    let e = g.select(lo_finite, e1, e0);
+    let (hi, lo) = g.two_diff(x, m);
+    let e = g.exp_dw(hi, lo);
     let terms = g.select(below, e, zero);
     let s = g.un(Op::RowSum, terms);
     let at = g.bin(Op::Eq, x, m);
