@@ -505,11 +505,18 @@ fn time_calls<T: lossc::math::Real + lossc::jit::Element>(
     let mut grads: Vec<Vec<T>> = prog.derivs.iter().map(|d| vec![T::ZERO; len(d.input)]).collect();
     let batch = None;
     let call_opts = CallOptions { reduce: None, rows: Some(rows), batch, upstream: None };
+    let small = typed.iter().map(|(_, v)| v.len()).max().unwrap_or(0) < lossc::jit::PARALLEL_ELEMENTS;
     let mut once = || -> Result<f64, Failure> {
         let mut out =
             Outputs { grad: grads.iter_mut().map(|g| g.as_mut_slice()).collect(), hess: Vec::new(), loss_items: None };
         let t = Instant::now();
-        let r = pool.install(|| jit.call(&args, &call_opts, &mut out));
+        // Small calls run on the calling thread anyway; handing them to the pool would
+        // only add a thread wake-up to every call.
+        let r = if small {
+            jit.call(&args, &call_opts, &mut out)
+        } else {
+            pool.install(|| jit.call(&args, &call_opts, &mut out))
+        };
         let us = t.elapsed().as_secs_f64() * 1e6;
         r.map_err(|_| Failure::plain("error: the benchmark call failed".to_string()))?;
         Ok(us)

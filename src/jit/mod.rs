@@ -173,7 +173,7 @@ pub struct JitLoss {
 /// the data's shape alone, so the reduced loss is the same for any number of threads.
 const CHUNK_ELEMENTS: usize = 1 << 14;
 /// Below this many elements a call runs on the calling thread.
-const PARALLEL_ELEMENTS: usize = 1 << 16;
+pub const PARALLEL_ELEMENTS: usize = 1 << 16;
 
 /// The data of one call, bound to the kernels' pointer layout.
 struct Bound<'a, T> {
