@@ -9,7 +9,7 @@
 //! `max`/`min` split ties evenly, `norm` of a zero row has gradient 0. An argument that
 //! a select (`where`, `maximum`, `minimum`, `clamp`, `relu`) did not pick receives
 //! exactly 0: adjoints that are selects with a zero branch are multiplied *inside*
-//! the select ([`through`]), so an infinite or NaN partial in an unused branch never leaks.
+//! the select (`through`), so an infinite or NaN partial in an unused branch never leaks.
 
 use std::collections::HashMap;
 

@@ -329,7 +329,7 @@ pub fn log_softmax_row<T: Real>(row: &[T], out: &mut [T], softmax: bool) {
     }
 }
 
-/// −log_softmax(x)[k] for one row, without cancellation (rule S30): `(m − x_k) + log1p(s)`
+/// `−log_softmax(x)[k]` for one row, without cancellation (rule S30): `(m − x_k) + log1p(s)`
 /// (see [`row_split`]), both terms ≥ 0; `logsumexp(x) − x_k` where the max is not finite.
 /// `k` must be a valid class.
 pub fn nll_softmax<T: Real>(row: &[T], k: usize) -> T {

@@ -185,7 +185,7 @@ pub enum Op {
     LogSoftmax,
     /// `x[k]`: element k of each row; args (x, k).
     Gather,
-    /// `nll_softmax(x, k)` = −log_softmax(x)[k], computed as
+    /// `nll_softmax(x, k)` = `−log_softmax(x)[k]`, computed as
     /// `(m − x[k]) + log1p(Σ_{j≠argmax} e^{x_j − m})` with m = max(x) (no cancellation);
     /// args (x, k), one value per row. Reads 0 where k is outside `[0, C)`, as `x[k]` does.
     NllSoftmax,
