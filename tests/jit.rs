@@ -7,7 +7,7 @@
 //! order (lanes, then chunks), so results must agree within a few ulps of the magnitudes
 //! involved: |jit - interp| ≤ tol·(1 + |interp|) + tol·scale, with tol = 2e-12 (f64) or
 //! 4e-5 (f32), scale the largest magnitude of that output. `LOSSC_LONG=1` runs 20,000
-//! random losses instead of 400.
+//! random losses instead of 400 (`LOSSC_CASES=N` sets the count).
 
 mod common;
 
@@ -182,7 +182,8 @@ impl Gen {
 #[test]
 fn random_losses_agree_with_the_interpreter() {
     let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
-    let n = if long { 20_000 } else { 400 };
+    // LOSSC_CASES=N overrides the count (the 100,000-case run).
+    let n = std::env::var("LOSSC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if long { 20_000 } else { 400 });
     let mut generator = Gen { rng: Rng(0x00C0_FFEE) };
     let mut data_rng = Rng(0xDA7A);
     let mut failures = Vec::new();
