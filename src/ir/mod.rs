@@ -477,6 +477,28 @@ impl Graph {
         self.select(finite, corrected, e)
     }
 
+    /// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and
+    /// s = Σ_{x < m} e^(x − m) (each corrected by [`Graph::exp_dw`]) + (#{x = m} − 1).
+    pub fn row_split(&mut self, x: NodeId) -> (NodeId, NodeId, NodeId) {
+        let zero = self.cst(0.0);
+        let one = self.cst(1.0);
+        let inf = self.cst(f64::INFINITY);
+        let m = self.un(Op::RowMax, x);
+        let below = self.bin(Op::Lt, x, m);
+        let (hi, lo) = self.two_diff(x, m);
+        let e = self.exp_dw(hi, lo);
+        let terms = self.select(below, e, zero);
+        let s = self.un(Op::RowSum, terms);
+        let at = self.bin(Op::Eq, x, m);
+        let ties = self.un(Op::RowSum, at);
+        let extra = self.bin(Op::Sub, ties, one);
+        let total = self.bin(Op::Add, s, extra);
+        let l = self.un(Op::Log1p, total);
+        let am = self.un(Op::Abs, m);
+        let finite = self.bin(Op::Lt, am, inf);
+        (m, l, finite)
+    }
+
     fn is_const(&self, id: NodeId, v: f64) -> bool {
         self.constant(id).is_some_and(|c| c == v && (c != 0.0 || c.is_sign_positive() == v.is_sign_positive()))
     }

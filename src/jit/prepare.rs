@@ -86,33 +86,11 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
     Prepared { graph: out, roots, origin }
 }
 
-/// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and
-/// s = Σ_{x < m} e^(x − m) + (#{x = m} − 1).
-fn row_split(g: &mut Graph, x: NodeId) -> (NodeId, NodeId, NodeId) {
-    let zero = g.cst(0.0);
-    let one = g.cst(1.0);
-    let inf = g.cst(f64::INFINITY);
-    let m = g.un(Op::RowMax, x);
-    let below = g.bin(Op::Lt, x, m);
-    let (hi, lo) = g.two_diff(x, m);
-    let e = g.exp_dw(hi, lo);
-    let terms = g.select(below, e, zero);
-    let s = g.un(Op::RowSum, terms);
-    let at = g.bin(Op::Eq, x, m);
-    let ties = g.un(Op::RowSum, at);
-    let extra = g.bin(Op::Sub, ties, one);
-    let total = g.bin(Op::Add, s, extra);
-    let l = g.un(Op::Log1p, total);
-    let am = g.un(Op::Abs, m);
-    let finite = g.bin(Op::Lt, am, inf);
-    (m, l, finite)
-}
-
 /// `math::logsumexp`: `m + log1p(s)` where the max is finite, else `log(Σ e^x)`, which is
 /// then exactly m itself (+inf with a +inf entry, -inf for a row of -inf, NaN with a NaN),
 /// so the kernel spends no second exponential per element on that case.
 fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
-    let (m, l, finite) = row_split(g, x);
+    let (m, l, finite) = g.row_split(x);
     let split = g.bin(Op::Add, m, l);
     g.select(finite, split, m)
 }
@@ -121,7 +99,7 @@ fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
 /// carried, and its corrected exponential for softmax; `x − logsumexp(x)` where the max
 /// is not finite.
 fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
-    let (m, l, finite) = row_split(g, x);
+    let (m, l, finite) = g.row_split(x);
     let (hi, lo) = g.two_diff(x, m);
     let (s_hi, s_lo) = g.two_diff(hi, l);
     let lo2 = g.bin(Op::Add, s_lo, lo);

@@ -843,26 +843,12 @@ fn lower_hypot(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
 fn lower_nll_softmax(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let (x, k) = bin(cx.g, id, Op::NllSoftmax)?;
     let g = &mut *cx.g;
-    let zero = g.cst(0.0);
-    let one = g.cst(1.0);
-    let inf = g.cst(f64::INFINITY);
-    let m = g.un(Op::RowMax, x);
-    let below = g.bin(Op::Lt, x, m);
-    // exp(x − m) with the rounding error of x − m corrected (math::exp_sub).
-    let (hi, lo) = g.two_diff(x, m);
-    let e = g.exp_dw(hi, lo);
-    let terms = g.select(below, e, zero);
-    let s = g.un(Op::RowSum, terms);
-    let at = g.bin(Op::Eq, x, m);
-    let ties = g.un(Op::RowSum, at);
-    let extra = g.bin(Op::Sub, ties, one);
-    let total = g.bin(Op::Add, s, extra);
+    // m = max(x) and log1p(s), s the sum of exp(x − m) over all but one maximum, each
+    // exponential with the rounding error of x − m corrected (math::row_split).
+    let (m, lp, finite) = g.row_split(x);
     let xk = g.bin(Op::Gather, x, k);
     let gap = g.bin(Op::Sub, m, xk);
-    let lp = g.un(Op::Log1p, total);
     let split = g.bin(Op::Add, gap, lp);
-    let am = g.un(Op::Abs, m);
-    let finite = g.bin(Op::Lt, am, inf);
     let lse = g.un(Op::RowLogSumExp, x);
     let plain = g.bin(Op::Sub, lse, xk);
     Some(g.select(finite, split, plain))
