@@ -89,46 +89,29 @@ unsafe impl Sync for PtrTable {}
 
 /// `extern "C"` math the kernels call per lane (registered with the JIT by name).
 pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
-    extern "C" fn powf(a: f32, b: f32) -> f32 {
-        a.powf(b)
+    /// One `extern "C"` wrapper per (symbol, type, std method, arity).
+    macro_rules! wrappers {
+        ($(($name:literal, $t:ty, $method:ident, $($arg:ident),+)),* $(,)?) => {
+            vec![$({
+                extern "C" fn f($($arg: $t),+) -> $t {
+                    wrappers!(@call $method, $($arg),+)
+                }
+                ($name, f as *const u8)
+            }),*]
+        };
+        (@call $method:ident, $a:ident) => { $a.$method() };
+        (@call $method:ident, $a:ident, $b:ident) => { $a.$method($b) };
     }
-    extern "C" fn pow(a: f64, b: f64) -> f64 {
-        a.powf(b)
-    }
-    extern "C" fn sinf(a: f32) -> f32 {
-        a.sin()
-    }
-    extern "C" fn sin(a: f64) -> f64 {
-        a.sin()
-    }
-    extern "C" fn cosf(a: f32) -> f32 {
-        a.cos()
-    }
-    extern "C" fn cos(a: f64) -> f64 {
-        a.cos()
-    }
-    extern "C" fn sinhf(a: f32) -> f32 {
-        a.sinh()
-    }
-    extern "C" fn sinh(a: f64) -> f64 {
-        a.sinh()
-    }
-    extern "C" fn coshf(a: f32) -> f32 {
-        a.cosh()
-    }
-    extern "C" fn cosh(a: f64) -> f64 {
-        a.cosh()
-    }
-    vec![
-        ("lossc_powf", powf as *const u8),
-        ("lossc_pow", pow as *const u8),
-        ("lossc_sinf", sinf as *const u8),
-        ("lossc_sin", sin as *const u8),
-        ("lossc_cosf", cosf as *const u8),
-        ("lossc_cos", cos as *const u8),
-        ("lossc_sinhf", sinhf as *const u8),
-        ("lossc_sinh", sinh as *const u8),
-        ("lossc_coshf", coshf as *const u8),
-        ("lossc_cosh", cosh as *const u8),
+    wrappers![
+        ("lossc_powf", f32, powf, a, b),
+        ("lossc_pow", f64, powf, a, b),
+        ("lossc_sinf", f32, sin, a),
+        ("lossc_sin", f64, sin, a),
+        ("lossc_cosf", f32, cos, a),
+        ("lossc_cos", f64, cos, a),
+        ("lossc_sinhf", f32, sinh, a),
+        ("lossc_sinh", f64, sinh, a),
+        ("lossc_coshf", f32, cosh, a),
+        ("lossc_cosh", f64, cosh, a),
     ]
 }
