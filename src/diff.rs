@@ -302,30 +302,22 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             let tie_part = g.select(tie, h, zero);
             g.select(wins, t, tie_part)
         }
-        (Op::Xlogy, 0) => {
+        (Op::Xlogy | Op::Xlog1py, 0) => {
             // PyTorch: grad · xlogy(a != 0, b), so 0 where a = 0.
             let nz = g.bin(Op::Ne, x, zero);
-            let l = g.un(Op::Log, y);
+            let l = g.un(if node.op == Op::Xlogy { Op::Log } else { Op::Log1p }, y);
             let m = mul(g, t, l);
             g.select(nz, m, zero)
         }
-        (Op::Xlogy, _) => {
-            // u/v, and 0 where u = 0 (xlogy(0, v) is 0 for every v).
+        (Op::Xlogy | Op::Xlog1py, _) => {
+            // u/v (u/(1 + v) for xlog1py), and 0 where u = 0 (the value is 0 for every v).
             let nz = g.bin(Op::Ne, x, zero);
-            let m = mul(g, t, x);
-            let d = div(g, m, y);
-            g.select(nz, d, zero)
-        }
-        (Op::Xlog1py, 0) => {
-            let nz = g.bin(Op::Ne, x, zero);
-            let l = g.un(Op::Log1p, y);
-            let m = mul(g, t, l);
-            g.select(nz, m, zero)
-        }
-        (Op::Xlog1py, _) => {
-            let nz = g.bin(Op::Ne, x, zero);
-            let one = g.cst(1.0);
-            let q = g.bin(Op::Add, one, y);
+            let q = if node.op == Op::Xlogy {
+                y
+            } else {
+                let one = g.cst(1.0);
+                g.bin(Op::Add, one, y)
+            };
             let m = mul(g, t, x);
             let d = div(g, m, q);
             g.select(nz, d, zero)
