@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-600}"
 export RUSTC_BOOTSTRAP=1
-for target in parse pipeline; do
+for target in parse pipeline generated data; do
   work="$(mktemp -d)"
   cp corpus/"$target"/* "$work"/
   cargo fuzz run --sanitizer none --release "$target" "$work" -- -max_total_time="$secs" -max_len=4096

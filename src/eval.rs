@@ -183,9 +183,11 @@ impl<'a, T: Real> Interp<'a, T> {
             .find_map(|p| find(&prog.inputs[p as usize].name))
             .map_or(rows, |a| a.shape.first().copied().unwrap_or(1));
         let mode = opts.reduce.unwrap_or(prog.reduce);
+        // Rows whose class index is out of range; an index target the loss does not use
+        // cannot read outside a row, so (as in the JIT) its range is not checked.
         let mut invalid = vec![false; rows];
         for (decl, src) in prog.inputs.iter().zip(&sources) {
-            if let (Layout::Index, Some(src)) = (decl.layout, src) {
+            if let (Layout::Index, Some(src), true) = (decl.layout, src, decl.used) {
                 for (r, bad) in invalid.iter_mut().enumerate() {
                     let k = src.raw[if src.raw.len() == 1 { 0 } else { r }];
                     if !(0.0..classes as f64).contains(&k) {

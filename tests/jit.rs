@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::gen::Gen;
 use common::{inputs, Rng, CASES};
 use lossc::eval::{evaluate, Array, EvalOptions, Evaluation, LossValue};
 use lossc::jit::JitLoss;
@@ -133,91 +134,12 @@ fn every_numeric_formula_agrees_with_the_interpreter() {
     assert!(failures.is_empty(), "{} of {runs} runs differ:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// A random well-formed loss: bounded subexpressions (squashed through tanh, sigmoid or
-/// softplus of bounded arguments) so that differences are rounding, not overflow.
-struct Gen {
-    rng: Rng,
-}
-
-impl Gen {
-    fn pick(&mut self, n: usize) -> usize {
-        ((self.rng.next() * n as f64) as usize).min(n - 1)
-    }
-
-    fn leaf(&mut self, names: &[&str]) -> String {
-        match self.pick(4) {
-            0 => format!("{:.3}", 0.25 + 1.5 * self.rng.next()),
-            _ => names[self.pick(names.len())].to_string(),
-        }
-    }
-
-    /// An expression with values of moderate size over `names`.
-    fn expr(&mut self, depth: u32, names: &[&str]) -> String {
-        if depth == 0 {
-            return self.leaf(names);
-        }
-        let a = self.expr(depth - 1, names);
-        let b = self.expr(depth - 1, names);
-        match self.pick(22) {
-            0 => format!("({a} + {b})"),
-            1 => format!("({a} - {b})"),
-            2 => format!("({a} * {b})"),
-            3 => format!("({a} / (1 + square({b})))"),
-            4 => format!("tanh({a})"),
-            5 => format!("sigmoid({a})"),
-            6 => format!("softplus({a})"),
-            7 => format!("log_sigmoid({a})"),
-            8 => format!("exp(tanh({a}))"),
-            9 => format!("log(1 + square({a}))"),
-            10 => format!("log1p(square({a}))"),
-            11 => format!("expm1(tanh({a}))"),
-            12 => format!("sqrt(1 + square({a}))"),
-            13 => format!("abs({a})"),
-            14 => format!("maximum({a}, {b})"),
-            15 => format!("minimum({a}, {b})"),
-            // A threshold that is a constant: comparing two random expressions that happen to be
-            // equal over the reals (log1p(x) against log(1 + x)) lets 1-ulp differences between
-            // the engines' math pick different branches (seen once in 20,000 cases).
-            16 => format!("where({a} > {:.3}, {a}, 0.5*{b})", 2.0 * self.rng.next() - 1.0),
-            17 => format!("clamp({a}, -1, 1)"),
-            18 => format!("relu({a})"),
-            19 => format!("xlogy(square({a}), 1 + square({b}))"),
-            20 => format!("sin({a})*cos({b})"),
-            _ => format!("pow(1 + square({a}), tanh({b}))"),
-        }
-    }
-
-    fn loss(&mut self) -> String {
-        let depth = 1 + self.pick(4) as u32;
-        match self.pick(3) {
-            0 => self.expr(depth, &["p", "y"]),
-            1 => {
-                // Row functions need a row-valued argument: make sure z is in it.
-                let inner = format!("({} + z)", self.expr(depth, &["z", "t"]));
-                let row = match self.pick(6) {
-                    0 => format!("sum({inner})"),
-                    1 => format!("logsumexp({inner})"),
-                    2 => format!("max({inner}) + min({inner})"),
-                    3 => format!("norm({inner})"),
-                    4 => format!("-log_softmax({inner})[k]"),
-                    _ => format!("mean(softmax({inner})*({inner}))"),
-                };
-                format!("pred z[C]\ntarget t[C]\ntarget k: index\n{row}")
-            }
-            _ => {
-                let inner = self.expr(depth, &["z", "t", "s"]);
-                format!("pred z[C]\npred s\ntarget t[C]\n{inner}")
-            }
-        }
-    }
-}
-
 #[test]
 fn random_losses_agree_with_the_interpreter() {
     let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
     // LOSSC_CASES=N overrides the count (the 100,000-case run).
     let n = std::env::var("LOSSC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if long { 20_000 } else { 400 });
-    let mut generator = Gen { rng: Rng(0x00C0_FFEE) };
+    let mut generator = Gen::new(Rng(0x00C0_FFEE));
     let mut data_rng = Rng(0xDA7A);
     let mut failures = Vec::new();
     for i in 0..n {
@@ -262,6 +184,34 @@ fn unused_inputs_need_no_data() {
         let y = Array::vector(vec![0.5, -1.0]);
         let data = vec![("y".to_string(), y)];
         assert_eq!(both("log(1 + square(sigmoid(y)))", dtype, &data, ReduceMode::Sum), Ok(None));
+    }
+}
+
+/// Regression (found by the `data` fuzz target): a `[C]` input with zero rows (a `(0, C)`
+/// array) was accepted by the interpreter and rejected by the JIT as an internal error.
+#[test]
+fn zero_rows_agree() {
+    let z = Array { shape: vec![0, 3], data: Vec::new() };
+    for dtype in [Dtype::F64, Dtype::F32] {
+        for reduce in [ReduceMode::Mean, ReduceMode::Sum, ReduceMode::None] {
+            let data = vec![("z".to_string(), z.clone()), ("k".to_string(), Array::vector(vec![7.0]))];
+            let src = "pred z[C]\ntarget k: index\n-log_softmax(z)[k]";
+            assert_eq!(both(src, dtype, &data, reduce), Ok(None), "{dtype:?} {reduce:?}");
+        }
+    }
+}
+
+/// Regression (found by the `generated` fuzz target): an unused index target given
+/// out-of-range data was an error in the interpreter and fine in the JIT; an index the loss
+/// never reads cannot read outside a row, so both engines accept it now.
+#[test]
+fn unused_index_data_is_not_range_checked() {
+    let z = Array { shape: vec![2, 3], data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] };
+    let k = Array::vector(vec![-1.0, 7.0]);
+    for dtype in [Dtype::F64, Dtype::F32] {
+        let data = vec![("z".to_string(), z.clone()), ("t".to_string(), z.clone()), ("k".to_string(), k.clone())];
+        let src = "pred z[C]\ntarget t[C]\ntarget k: index\nsum(z + t)";
+        assert_eq!(both(src, dtype, &data, ReduceMode::Mean), Ok(None));
     }
 }
 

@@ -614,10 +614,13 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
             )
             .find_map(|i| find(&i.name).filter(|d| d.len() != 1 || i.role == crate::program::Role::Pred));
         let Some(d) = first else { return Err(CallError::Diagnose) };
-        if rows == 0 || d.len() % rows != 0 || d.len() == 0 {
-            return Err(CallError::Diagnose);
+        match (rows, d.len()) {
+            // No rows: nothing is computed, and any class count will do.
+            (0, 0) => (0, 1),
+            (0, _) | (_, 0) => return Err(CallError::Diagnose),
+            (r, n) if n % r != 0 => return Err(CallError::Diagnose),
+            (r, n) => (r, n / r),
         }
-        (rows, d.len() / rows)
     } else {
         let mut n = None;
         for decl in prog

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod gen;
+
 use lossc::eval::Array;
 use lossc::program::Layout;
 use lossc::Program;
@@ -84,6 +86,12 @@ pub const CASES: &[Case] = &[
 
 /// Deterministic uniform numbers (SplitMix64).
 pub struct Rng(pub u64);
+
+impl gen::Source for Rng {
+    fn next(&mut self) -> f64 {
+        Rng::next(self)
+    }
+}
 
 impl Rng {
     pub fn next(&mut self) -> f64 {
