@@ -187,6 +187,53 @@ fn unused_inputs_need_no_data() {
     }
 }
 
+/// Row kernels keep class values in per-thread scratch between passes and run a vector loop
+/// plus a scalar tail per pass: class counts around the vector width, with ties and
+/// non-finite entries in some rows, must agree with the interpreter everywhere.
+#[test]
+fn class_counts_around_the_vector_width_agree() {
+    let losses = [
+        "pred z[C]\ntarget k: index\n-log_softmax(z)[k]",
+        "pred z[C]\ntarget k: index\nlogsumexp(z) - z[k]",
+        "pred z[C]\ntarget t[C]\nsum(t*log_softmax(z)) + sum(softmax(z)^2)",
+        "pred z[C]\nsum(softmax(z)*log_softmax(z))",
+        "pred z[C]\ntarget t[C]\n(z - t)^2*softmax(z) + exp(z - logsumexp(z))",
+    ];
+    let mut rng = Rng(0x5C4A_7C11);
+    for classes in [1usize, 2, 3, 4, 5, 7, 8, 9, 17, 64, 67] {
+        let rows = 6;
+        let z: Vec<f64> = (0..rows * classes)
+            .map(|i| match (i / classes, i % classes) {
+                (1, c) if c < 2 => 3.0, // a tie at the maximum
+                (2, 0) => f64::NEG_INFINITY,
+                (3, 0) => f64::INFINITY,
+                (4, c) if c + 1 == classes => f64::NAN,
+                _ => 6.0 * rng.next() - 3.0,
+            })
+            .collect();
+        let t: Vec<f64> = (0..rows * classes).map(|_| rng.next()).collect();
+        let k: Vec<f64> = (0..rows).map(|r| (r * 5 % classes) as f64).collect();
+        let data = [
+            ("z".to_string(), Array { shape: vec![rows, classes], data: z }),
+            ("t".to_string(), Array { shape: vec![rows, classes], data: t }),
+            ("k".to_string(), Array::vector(k)),
+        ];
+        for src in losses {
+            for dtype in [Dtype::F64, Dtype::F32] {
+                for reduce in [ReduceMode::Sum, ReduceMode::None] {
+                    let used: Vec<(String, Array)> = data
+                        .iter()
+                        .filter(|(n, _)| src.contains(&format!("{n}[")) || src.contains(&format!("{n}:")))
+                        .cloned()
+                        .collect();
+                    let res = both(src, dtype, &used, reduce);
+                    assert_eq!(res, Ok(None), "C={classes} {dtype:?} {reduce:?}: {src}");
+                }
+            }
+        }
+    }
+}
+
 /// Regression (found by the `data` fuzz target): a `[C]` input with zero rows (a `(0, C)`
 /// array) was accepted by the interpreter and rejected by the JIT as an internal error.
 #[test]

@@ -352,6 +352,21 @@ impl Node {
     }
 }
 
+/// The nodes of [`Graph::row_split_parts`] for a class-valued `x`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowSplit {
+    /// max(x) (a row value).
+    pub m: NodeId,
+    /// e^(x − m) per class, rounding of x − m corrected (1 at a maximum).
+    pub e: NodeId,
+    /// Σ_c e^(x_c − m) − 1 ≥ 0 (a row value).
+    pub total: NodeId,
+    /// log1p(total): logsumexp(x) − m.
+    pub l: NodeId,
+    /// |m| < ∞.
+    pub finite: NodeId,
+}
+
 /// The hash-consed DAG.
 #[derive(Clone, Debug)]
 pub struct Graph {
@@ -480,6 +495,12 @@ impl Graph {
     /// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and
     /// s = Σ_{x < m} e^(x − m) (each corrected by [`Graph::exp_dw`]) + (#{x = m} − 1).
     pub fn row_split(&mut self, x: NodeId) -> (NodeId, NodeId, NodeId) {
+        let r = self.row_split_parts(x);
+        (r.m, r.l, r.finite)
+    }
+
+    /// [`Graph::row_split`] with its intermediate nodes.
+    pub fn row_split_parts(&mut self, x: NodeId) -> RowSplit {
         let zero = self.cst(0.0);
         let one = self.cst(1.0);
         let inf = self.cst(f64::INFINITY);
@@ -496,7 +517,7 @@ impl Graph {
         let l = self.un(Op::Log1p, total);
         let am = self.un(Op::Abs, m);
         let finite = self.bin(Op::Lt, am, inf);
-        (m, l, finite)
+        RowSplit { m, e, total, l, finite }
     }
 
     fn is_const(&self, id: NodeId, v: f64) -> bool {

@@ -1,7 +1,7 @@
 //! The only unsafe module: turns JIT code into a callable function, calls it, and frees it.
 //!
 //! Safety rests on three facts, each checked where it is established:
-//! - the kernel's signature is the one [`KernelFn`] names (codegen declares exactly six
+//! - the kernel's signature is the one [`KernelFn`] names (codegen declares exactly seven
 //!   pointer-sized parameters and no return value);
 //! - every pointer in the table addresses an array at least as long as the kernel reads or
 //!   writes for the row range it is given (the caller in `jit/mod.rs` sizes them from the
@@ -11,8 +11,14 @@
 use cranelift_jit::JITModule;
 use cranelift_module::FuncId;
 
-/// `fn(ptrs, uniforms, row_begin, row_end, classes, acc)`; see `codegen.rs`.
-type KernelFn = unsafe extern "C" fn(*const usize, *const u8, i64, i64, i64, *mut f64);
+/// `fn(ptrs, uniforms, row_begin, row_end, classes, acc, scratch)`; see `codegen.rs`.
+type KernelFn = unsafe extern "C" fn(*const usize, *const u8, i64, i64, i64, *mut f64, *mut u8);
+
+thread_local! {
+    /// The calling thread's kernel scratch (class values kept between a row's passes),
+    /// grown on demand and reused by every later call on the thread.
+    static SCRATCH: std::cell::RefCell<Vec<u128>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Finalized code and the module that owns it.
 pub(crate) struct Code {
@@ -32,16 +38,17 @@ impl Code {
         module.finalize_definitions().map_err(Box::new)?;
         let ptr = module.get_finalized_function(id);
         // SAFETY: `id` was defined by `codegen::codegen` with the signature of `KernelFn`
-        // (six pointer-sized integer parameters, no return), in this module, which is finalized.
+        // (seven pointer-sized integer parameters, no return), in this module, which is finalized.
         let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
         Ok(Code { module: Some(module), func })
     }
 
-    /// Runs the kernel over rows `[row_begin, row_end)`.
+    /// Runs the kernel over rows `[row_begin, row_end)`, with `scratch_bytes` of scratch.
     ///
     /// The caller guarantees (see the module docs) that `table` holds a valid pointer for
     /// every slot the kernel reads or writes, each addressing enough elements for `classes`
-    /// classes of every row below `row_end`, and that `uniforms` holds every uniform slot.
+    /// classes of every row below `row_end`, that `uniforms` holds every uniform slot, and
+    /// that `scratch_bytes` covers the kernel's scratch arrays for `classes` classes.
     /// `Kernels::call` in `jit/mod.rs` is the only caller and establishes exactly this.
     pub(crate) fn run(
         &self,
@@ -50,20 +57,31 @@ impl Code {
         row_begin: usize,
         row_end: usize,
         classes: usize,
+        scratch_bytes: usize,
     ) -> f64 {
         let mut acc = 0.0f64;
-        // SAFETY: see the function docs; lengths are in elements of the kernel's dtype and
-        // were sized by the caller from the same `row_end` and `classes`.
-        unsafe {
-            (self.func)(
-                table.0.as_ptr(),
-                uniforms.as_ptr(),
-                row_begin as i64,
-                row_end as i64,
-                classes as i64,
-                &mut acc,
-            );
-        }
+        SCRATCH.with(|cell| {
+            // A kernel never calls back into lossc, so the borrow cannot be taken twice.
+            let mut scratch = cell.borrow_mut();
+            let words = scratch_bytes.div_ceil(16);
+            if scratch.len() < words {
+                scratch.resize(words, 0);
+            }
+            // SAFETY: see the function docs; lengths are in elements of the kernel's dtype and
+            // were sized by the caller from the same `row_end` and `classes`; the scratch
+            // holds at least `scratch_bytes`, 16-byte aligned, and no one else uses it now.
+            unsafe {
+                (self.func)(
+                    table.0.as_ptr(),
+                    uniforms.as_ptr(),
+                    row_begin as i64,
+                    row_end as i64,
+                    classes as i64,
+                    &mut acc,
+                    scratch.as_mut_ptr().cast::<u8>(),
+                );
+            }
+        });
         acc
     }
 }

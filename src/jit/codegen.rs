@@ -7,13 +7,16 @@
 //! - with one, rows run one after another and lanes run across the classes of a row. Class
 //!   values are computed in *passes* over the row: a pass is one loop over the classes that
 //!   accumulates the row reductions (`sum`, `max`, `min`) whose arguments it can compute;
-//!   values that need a reduction's result go to a later pass, and class values needed again
-//!   later are recomputed rather than stored, so the kernel writes nothing but its outputs.
+//!   values that need a reduction's result go to a later pass. A class value a later pass
+//!   needs again is kept in scratch (one array of C per value, in L1) when it costs an inline
+//!   transcendental, and recomputed when it is cheap arithmetic on loads. Row values enter
+//!   each class loop as loop-carried variables, so they are computed once per row.
 //!
-//! The function's signature is `fn(ptrs, uniforms, row_begin, row_end, classes, acc)`:
-//! `ptrs` is the table of data pointers laid out by [`Layout`], `uniforms` the values of the
-//! call-time uniform leaves (see [`Layout::uniform_slots`]), and `acc` receives the f64 partial
-//! sum of W·l over the rows. Codegen never panics on a prepared graph; Cranelift's own errors
+//! The function's signature is `fn(ptrs, uniforms, row_begin, row_end, classes, acc,
+//! scratch)`: `ptrs` is the table of data pointers laid out by [`Layout`], `uniforms` the
+//! values of the call-time uniform leaves (see [`Layout::uniform_slots`]), `acc` receives the
+//! f64 partial sum of W·l over the rows, and `scratch` holds the kept class values (the
+//! caller sizes it from the slot count [`codegen`] returns). Codegen never panics on a prepared graph; Cranelift's own errors
 //! come back as [`JitError`].
 
 // Node ids index several parallel per-node tables at once; iterator chains would hide that.
@@ -120,7 +123,32 @@ pub(crate) struct Roots {
     pub index_inputs: Vec<u16>,
 }
 
-/// Generates the kernel into `module`.
+/// What one class pass of a row kernel computes (see `Translator::plan_passes`).
+struct PassPlan {
+    /// Class nodes emitted in the pass (computed, or loaded from scratch).
+    want: Vec<bool>,
+    /// Row reductions accumulated in the pass.
+    reductions: Vec<NodeId>,
+    /// Class-layout stores written in the pass (indices into `Layout::stores`).
+    class_stores: Vec<usize>,
+    /// Whether W·l (a class value) is accumulated in the pass.
+    loss_here: bool,
+}
+
+/// The plan of a row kernel, shared by its rows.
+struct RowCtx<'a> {
+    roots: &'a Roots,
+    needed: &'a [bool],
+    pass: &'a [usize],
+    plans: &'a [PassPlan],
+    /// Scratch array of each class value kept between passes.
+    slots: &'a [Option<usize>],
+    /// Elements between scratch arrays.
+    stride: Value,
+}
+
+/// Generates the kernel into `module`; returns it and the number of scratch arrays of C
+/// elements (rounded up to whole vectors) each call needs.
 pub(crate) fn codegen(
     module: &mut JITModule,
     g: &Graph,
@@ -128,10 +156,10 @@ pub(crate) fn codegen(
     layout: &Layout,
     class_axis: bool,
     features: MathFeatures,
-) -> Result<FuncId, JitError> {
+) -> Result<(FuncId, usize), JitError> {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
-    for _ in 0..6 {
+    for _ in 0..7 {
         sig.params.push(AbiParam::new(ptr));
     }
     let id = module.declare_anonymous_function(&sig).map_err(JitError::module)?;
@@ -139,6 +167,7 @@ pub(crate) fn codegen(
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, id.as_u32());
     let mut fctx = FunctionBuilderContext::new();
+    let scratch_slots;
     {
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let libm = declare_libm(module, g)?;
@@ -155,13 +184,26 @@ pub(crate) fn codegen(
         } else {
             t.elements_kernel(roots);
         }
+        scratch_slots = t.scratch_slots;
         let cfg = module.target_config();
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
     }
+    // A developer's view of what the translator emits: `LOSSC_DUMP_CLIF=1` prints each
+    // kernel's Cranelift IR to stderr before it is compiled, `LOSSC_DUMP_ASM=1` the machine
+    // code after.
+    if std::env::var_os("LOSSC_DUMP_CLIF").is_some() {
+        eprintln!("{}", ctx.func.display());
+    }
+    let asm = std::env::var_os("LOSSC_DUMP_ASM").is_some();
+    ctx.set_disasm(asm);
     module.define_function(id, &mut ctx).map_err(JitError::module)?;
+    if let Some(code) = ctx.compiled_code().filter(|_| asm) {
+        eprintln!("{}", ctx.func.display());
+        eprintln!("{}", code.vcode.as_deref().unwrap_or("(no disassembly)"));
+    }
     module.clear_context(&mut ctx);
-    Ok(id)
+    Ok((id, scratch_slots))
 }
 
 fn libm_of(op: Op) -> Option<Libm> {
@@ -229,6 +271,10 @@ struct Translator<'a> {
     row_end: Value,
     classes: Value,
     acc_out: Value,
+    /// Per-call scratch: `scratch_slots` arrays of [`scratch_stride`] elements (row kernels).
+    scratch: Value,
+    /// Class values kept between passes, each in its own scratch array.
+    scratch_slots: usize,
     /// Uniform node values, scalar and splatted.
     uni_scalar: HashMap<NodeId, Value>,
     uni_vector: HashMap<NodeId, Value>,
@@ -265,6 +311,8 @@ impl<'a> Translator<'a> {
             row_end: Value::from_u32(0),
             classes: Value::from_u32(0),
             acc_out: Value::from_u32(0),
+            scratch: Value::from_u32(0),
+            scratch_slots: 0,
             uni_scalar: HashMap::new(),
             uni_vector: HashMap::new(),
         }
@@ -303,6 +351,7 @@ impl<'a> Translator<'a> {
         self.row_end = p[3];
         self.classes = p[4];
         self.acc_out = p[5];
+        self.scratch = p[6];
         let ptr_bytes = i32::from(self.ptr.bytes() as u8);
         for i in 0..self.layout.n_ptrs() {
             let off = i32::try_from(i).unwrap_or(0) * ptr_bytes;
@@ -333,6 +382,41 @@ impl<'a> Translator<'a> {
             let s = self.splat(v);
             self.uni_vector.insert(id, s);
         }
+    }
+
+    /// A vector constant with these lanes.
+    fn vconst(&mut self, lanes: &[f64]) -> Value {
+        let bytes: Vec<u8> = match self.g.dtype {
+            #[allow(clippy::cast_possible_truncation)]
+            Dtype::F32 => lanes.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect(),
+            Dtype::F64 => lanes.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        };
+        let handle = self.b.func.dfg.constants.insert(ConstantData::from(bytes));
+        self.b.ins().vconst(self.vector, handle)
+    }
+
+    /// A variable holding `v` that the next loop carries (re-defined by [`Self::recarry`] at
+    /// the end of each iteration).
+    ///
+    /// Cranelift places a pure value at its first use and, in these kernels, does not hoist
+    /// it out of the loop it lands in: a row value first used inside a class loop (a
+    /// horizontal sum, the reciprocal of a denominator, a splat) was recomputed in every
+    /// iteration. Carried through the loop header, it is computed before the loop.
+    fn carry(&mut self, v: Value) -> Variable {
+        let ty = self.b.func.dfg.value_type(v);
+        let var = self.b.declare_var(ty);
+        self.b.def_var(var, v);
+        var
+    }
+
+    /// The loop-carried update of a [`Self::carry`] variable: `x + (-0)`, which is x for
+    /// every x (signed zeros and NaN included) but which Cranelift does not fold, so the
+    /// header keeps its parameter and the value stays outside the loop body.
+    fn recarry(&mut self, var: Variable) {
+        let v = self.b.use_var(var);
+        let z = self.cst_like(-0.0, v);
+        let n = self.b.ins().fadd(v, z);
+        self.b.def_var(var, n);
     }
 
     /// Address of element `idx` (an i64 element index) of pointer slot `slot`.
@@ -840,31 +924,128 @@ impl<'a> Translator<'a> {
             (0..g.len()).filter(|i| needed[*i] && g.kind(NodeId(*i as u32)) == Kind::Class).map(|i| pass[i]);
         let class_stores = self.layout.stores.iter().filter(|s| s.2 == Kind::Class).map(|s| store_pass(g, &pass, s.0));
         let n_passes = class_nodes.chain(class_stores).max().unwrap_or(0);
+        let (plans, slots) = self.plan_passes(roots, &needed, &pass, n_passes);
+        self.scratch_slots = slots.iter().flatten().count();
+        // Scratch arrays are `stride` elements apart: C rounded up to whole vectors.
+        let round = self.iconst(self.lanes - 1);
+        let up = self.b.ins().iadd(self.classes, round);
+        let mask = self.iconst(!(self.lanes - 1));
+        let stride = self.b.ins().band(up, mask);
         let acc = self.new_accumulators();
         let scalar_acc = acc[acc.len() - 1];
         let r_var = self.b.declare_var(self.ptr);
         let c_var = self.b.declare_var(self.ptr);
         let begin = self.row_begin;
         let end = self.row_end;
+        let ctx = RowCtx { roots, needed: &needed, pass: &pass, plans: &plans, slots: &slots, stride };
         self.counted_loop(begin, end, 1, r_var, |t, r| {
-            t.row_body(r, roots, &needed, &pass, n_passes, &acc, scalar_acc, c_var);
+            t.row_body(r, &ctx, n_passes, &acc, scalar_acc, c_var);
         });
         self.finish(&acc);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn row_body(
-        &mut self,
-        r: Value,
+    /// What each class pass computes, and which class values are kept in scratch between
+    /// passes. Passes are planned last to first: a class value a pass needs from an earlier
+    /// pass is recomputed if it is cheap, and kept if it costs an inline transcendental
+    /// (computed once, stored in its pass, loaded later), so no element pays for the same
+    /// exponential twice.
+    fn plan_passes(
+        &self,
         roots: &Roots,
         needed: &[bool],
         pass: &[usize],
+        n_passes: usize,
+    ) -> (Vec<PassPlan>, Vec<Option<usize>>) {
+        let g = self.g;
+        let n = g.len();
+        let mut heavy = vec![false; n];
+        for i in 0..n {
+            let id = NodeId(i as u32);
+            if g.kind(id) == Kind::Class {
+                let node = g.node(id);
+                heavy[i] = is_transcendental(node.op) || node.children().iter().any(|c| heavy[c.index()]);
+            }
+        }
+        let mut plans: Vec<PassPlan> = (0..=n_passes)
+            .map(|_| PassPlan {
+                want: vec![false; n],
+                reductions: Vec::new(),
+                class_stores: Vec::new(),
+                loss_here: false,
+            })
+            .collect();
+        let mut seeds: Vec<Vec<NodeId>> = vec![Vec::new(); n_passes + 1];
+        for i in 0..n {
+            let id = NodeId(i as u32);
+            let node = g.node(id);
+            if needed[i] && matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) && g.kind(id) == Kind::Row {
+                plans[pass[i]].reductions.push(id);
+                seeds[pass[i]].push(node.args[0]);
+            }
+        }
+        for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
+            if *dest == Kind::Class {
+                let p = store_pass(g, pass, *node);
+                plans[p].class_stores.push(k);
+                seeds[p].push(*node);
+            }
+        }
+        if roots.wl_kind == Kind::Class {
+            let p = pass[roots.wl.index()];
+            plans[p].loss_here = true;
+            seeds[p].push(roots.wl);
+        }
+        let mut slots: Vec<Option<usize>> = vec![None; n];
+        let mut n_slots = 0;
+        for p in (1..=n_passes).rev() {
+            let mut want = vec![false; n];
+            for id in &seeds[p] {
+                want[id.index()] = g.kind(*id) == Kind::Class;
+            }
+            for i in (0..n).rev() {
+                let id = NodeId(i as u32);
+                if !want[i] || g.kind(id) != Kind::Class || (pass[i] < p && slots[i].is_some()) {
+                    continue;
+                }
+                for c in g.node(id).children() {
+                    let ci = c.index();
+                    if g.kind(*c) != Kind::Class {
+                        continue;
+                    }
+                    if pass[ci] < p && heavy[ci] && !g.node(*c).op.is_boolean() && slots[ci].is_none() {
+                        slots[ci] = Some(n_slots);
+                        n_slots += 1;
+                        seeds[pass[ci]].push(*c);
+                    }
+                    want[ci] = true;
+                }
+            }
+            plans[p].want = want;
+        }
+        (plans, slots)
+    }
+
+    /// Address of class `c` (an i64) in scratch array `slot`.
+    fn scratch_addr(&mut self, slot: usize, c: Value, stride: Value) -> Value {
+        let first = self.iconst(slot as i64);
+        let start = self.b.ins().imul(first, stride);
+        let idx = self.b.ins().iadd(start, c);
+        let sz = self.iconst(self.size);
+        let off = self.b.ins().imul(idx, sz);
+        self.b.ins().iadd(self.scratch, off)
+    }
+
+    fn row_body(
+        &mut self,
+        r: Value,
+        ctx: &RowCtx<'_>,
         n_passes: usize,
         acc: &[Variable],
         scalar_acc: Variable,
         c_var: Variable,
     ) {
         let g = self.g;
+        let (roots, needed, pass) = (ctx.roots, ctx.needed, ctx.pass);
         let mut row_vals: HashMap<NodeId, Value> = HashMap::new();
         let mut row_masks: HashMap<NodeId, Value> = HashMap::new();
         let base = self.b.ins().imul(r, self.classes);
@@ -883,7 +1064,7 @@ impl<'a> Translator<'a> {
         }
         for p in 0..=n_passes {
             if p > 0 {
-                self.class_pass(p, base, roots, needed, pass, &mut row_vals, acc, c_var, valid);
+                self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid);
             }
             // Row values available after pass p.
             for i in 0..g.len() {
@@ -965,49 +1146,22 @@ impl<'a> Translator<'a> {
         &mut self,
         p: usize,
         base: Value,
-        roots: &Roots,
-        needed: &[bool],
-        pass: &[usize],
+        ctx: &RowCtx<'_>,
         row_vals: &mut HashMap<NodeId, Value>,
         acc: &[Variable],
         c_var: Variable,
         valid: Option<Value>,
     ) {
         let g = self.g;
-        // What this pass must produce: reductions of pass-p class values, class stores and
-        // the class loss of pass p; then every class value they need.
-        let mut want = vec![false; g.len()];
-        let mut reductions = Vec::new();
-        for i in 0..g.len() {
-            let id = NodeId(i as u32);
-            if !needed[i] {
-                continue;
-            }
-            let node = g.node(id);
-            if matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) && g.kind(id) == Kind::Row && pass[i] == p {
-                want[node.args[0].index()] = true;
-                reductions.push(id);
-            }
-        }
-        let class_stores: Vec<usize> = (0..self.layout.stores.len())
-            .filter(|k| self.layout.stores[*k].2 == Kind::Class && store_pass(g, pass, self.layout.stores[*k].0) == p)
-            .collect();
-        for k in &class_stores {
-            want[self.layout.stores[*k].0.index()] = true;
-        }
-        let loss_here = roots.wl_kind == Kind::Class && pass[roots.wl.index()] == p;
-        if loss_here {
-            want[roots.wl.index()] = true;
-        }
-        for i in (0..g.len()).rev() {
-            if want[i] && g.kind(NodeId(i as u32)) == Kind::Class {
-                for c in g.node(NodeId(i as u32)).children() {
-                    if g.kind(*c) == Kind::Class {
-                        want[c.index()] = true;
-                    }
-                }
-            }
-        }
+        let roots = ctx.roots;
+        let plan = &ctx.plans[p];
+        let (want, reductions, class_stores, loss_here) =
+            (&plan.want, plan.reductions.clone(), plan.class_stores.clone(), plan.loss_here);
+        // Class values kept in scratch: loaded here when an earlier pass made them, stored
+        // here when this pass makes them for a later one.
+        let kept: Vec<(usize, bool)> =
+            (0..g.len()).map(|i| ctx.slots[i].map_or((usize::MAX, false), |s| (s, ctx.pass[i] < p))).collect();
+        let stride = ctx.stride;
         // Accumulators for the reductions: a vector and a scalar each.
         let mut red_vars = Vec::new();
         let mut nan_vars = Vec::new();
@@ -1036,46 +1190,60 @@ impl<'a> Translator<'a> {
             red_vars.push((vv, sv));
             nan_vars.push((nv, ns));
         }
-        // Row values used as vectors, splatted once before the loop.
-        let mut splats: HashMap<NodeId, Value> = HashMap::new();
+        // Row values the loop reads (arguments of its class values, row values it stores).
+        let mut row_inputs: Vec<NodeId> = Vec::new();
         for i in 0..g.len() {
             let id = NodeId(i as u32);
             if !want[i] || g.kind(id) != Kind::Class {
                 continue;
             }
-            for c in g.node(id).children() {
-                if g.kind(*c) == Kind::Row && !splats.contains_key(c) {
-                    let s = self.row_value(*c, row_vals);
-                    let v = self.splat(s);
-                    splats.insert(*c, v);
-                }
+            row_inputs.extend(g.node(id).children().iter().filter(|c| g.kind(**c) == Kind::Row));
+        }
+        for k in &class_stores {
+            let node = self.layout.stores[*k].0;
+            if g.kind(node) == Kind::Row {
+                row_inputs.push(node);
             }
         }
-        // The row's validity as a float (1 or 0), scalar and splatted, for masking stores.
+        row_inputs.sort_unstable();
+        row_inputs.dedup();
+        // The row's validity as a float (1 or 0), for masking stores.
         let valid_f = valid.map(|ok| {
             let one = self.fconst(1.0);
             let zero = self.fconst(0.0);
-            let f = self.b.ins().select(ok, one, zero);
-            let fv = self.splat(f);
-            (f, fv)
+            self.b.ins().select(ok, one, zero)
         });
         let zero_idx = self.iconst(0);
         let classes = self.classes;
         let lanes = self.lanes;
         let iota: Vec<f64> = (0..lanes).map(|l| l as f64).collect();
+        let iota_v = self.vconst(&iota);
         for vector in [true, false] {
             let start = if vector { zero_idx } else { self.b.use_var(c_var) };
             let step = if vector { lanes } else { 1 };
+            // Row values enter the loop as loop-carried variables (see `carry`), so they are
+            // computed once per row, not once per iteration.
+            let mut carried: Vec<(NodeId, Variable)> = Vec::with_capacity(row_inputs.len());
+            for id in &row_inputs {
+                let s = self.row_value(*id, row_vals);
+                let v = if vector { self.splat(s) } else { s };
+                carried.push((*id, self.carry(v)));
+            }
+            let valid_var = valid_f.map(|f| {
+                let v = if vector { self.splat(f) } else { f };
+                self.carry(v)
+            });
             let red_vars_c = red_vars.clone();
             let nan_vars_c = nan_vars.clone();
             let reductions_c = reductions.clone();
-            let splats_c = splats.clone();
             let class_stores_c = class_stores.clone();
             let want_c = want.clone();
-            let iota_c = iota.clone();
+            let kept_c = kept.clone();
             self.counted_loop(start, classes, step, c_var, |t, c| {
                 let idx = t.b.ins().iadd(base, c);
                 let at = At { idx, vector };
+                let row_in: HashMap<NodeId, Value> = carried.iter().map(|(id, var)| (*id, t.b.use_var(*var))).collect();
+                let valid_in = valid_var.map(|var| t.b.use_var(var));
                 let mut vals: HashMap<NodeId, Value> = HashMap::new();
                 let mut masks: HashMap<NodeId, Value> = HashMap::new();
                 for i in 0..g.len() {
@@ -1084,6 +1252,14 @@ impl<'a> Translator<'a> {
                         continue;
                     }
                     let node = g.node(id);
+                    let (slot, loaded) = kept_c[i];
+                    if loaded {
+                        let a = t.scratch_addr(slot, c, stride);
+                        let ty = if vector { t.vector } else { t.scalar };
+                        let v = t.b.ins().load(ty, Self::flags(), a, 0);
+                        vals.insert(id, v);
+                        continue;
+                    }
                     let v = match node.op {
                         Op::Input(n) => t.load(n as usize, at),
                         Op::Seed => t.load(t.layout.seed_slot(), at),
@@ -1091,13 +1267,7 @@ impl<'a> Translator<'a> {
                             let cf = t.b.ins().fcvt_from_sint(t.scalar, c);
                             if vector {
                                 let s = t.splat(cf);
-                                let mut lane_v = t.fconst(iota_c[0]);
-                                lane_v = t.splat(lane_v);
-                                for (l, x) in iota_c.iter().enumerate().skip(1) {
-                                    let xv = t.fconst(*x);
-                                    lane_v = t.b.ins().insertlane(lane_v, xv, l as u8);
-                                }
-                                t.b.ins().fadd(s, lane_v)
+                                t.b.ins().fadd(s, iota_v)
                             } else {
                                 cf
                             }
@@ -1108,13 +1278,7 @@ impl<'a> Translator<'a> {
                                 .iter()
                                 .map(|a| match g.kind(*a) {
                                     Kind::Class => vals[a],
-                                    Kind::Row => {
-                                        if vector {
-                                            splats_c[a]
-                                        } else {
-                                            t.row_value(*a, row_vals)
-                                        }
-                                    }
+                                    Kind::Row => row_in[a],
                                     Kind::Uniform => {
                                         if vector {
                                             t.uni_vector[a]
@@ -1127,6 +1291,10 @@ impl<'a> Translator<'a> {
                             t.node_op(op, node.children(), &args, &mut masks, id)
                         }
                     };
+                    if slot != usize::MAX {
+                        let a = t.scratch_addr(slot, c, stride);
+                        t.b.ins().store(Self::flags(), v, a, 0);
+                    }
                     vals.insert(id, v);
                 }
                 for ((rid, (vv, sv)), (nv, ns)) in reductions_c.iter().zip(&red_vars_c).zip(&nan_vars_c) {
@@ -1157,16 +1325,11 @@ impl<'a> Translator<'a> {
                     let (node, kind, _) = t.layout.stores[*k];
                     let mut v = match g.kind(node) {
                         Kind::Class => vals[&node],
-                        Kind::Row if vector => {
-                            let s = t.row_value(node, row_vals);
-                            t.splat(s)
-                        }
-                        Kind::Row => t.row_value(node, row_vals),
+                        Kind::Row => row_in[&node],
                         Kind::Uniform if vector => t.uni_vector[&node],
                         Kind::Uniform => t.uni_scalar[&node],
                     };
-                    if let (Some((f, fv)), Store::Output) = (valid_f, kind) {
-                        let okf = if vector { fv } else { f };
+                    if let (Some(okf), Store::Output) = (valid_in, kind) {
                         let ok = t.nonzero(okf);
                         let zero = t.cst_like(0.0, v);
                         v = t.sel(ok, v, zero);
@@ -1174,9 +1337,13 @@ impl<'a> Translator<'a> {
                     let slot = t.layout.store_slot(*k);
                     t.store(slot, at, v);
                 }
+                for var in carried.iter().map(|(_, v)| *v).chain(valid_var) {
+                    t.recarry(var);
+                }
             });
         }
         // Combine each reduction's lanes and its scalar tail, in a fixed order.
+        let mut totals = Vec::with_capacity(reductions.len());
         for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars).zip(&nan_vars) {
             let op = g.node(*rid).op;
             let v = self.b.use_var(*vv);
@@ -1203,7 +1370,24 @@ impl<'a> Translator<'a> {
                 let nan = self.fconst(f64::NAN);
                 total = self.b.ins().select(any, nan, total);
             }
-            row_vals.insert(*rid, total);
+            totals.push((*rid, total));
+        }
+        // The totals cross a block boundary as block parameters. Cranelift places pure
+        // values at their uses and hoists them out of a loop only as far as the loop depth
+        // of their operands; the accumulators are parameters of this pass's loop header (as
+        // deep as the next pass's loop), so without the boundary every row value computed
+        // from them (horizontal sums, the logsumexp, a reciprocal) was recomputed in every
+        // iteration of the next pass.
+        let join = self.b.create_block();
+        let mut params = Vec::with_capacity(totals.len());
+        for _ in &totals {
+            params.push(self.b.append_block_param(join, self.scalar));
+        }
+        let args: Vec<_> = totals.iter().map(|(_, v)| (*v).into()).collect();
+        self.b.ins().jump(join, &args);
+        self.b.switch_to_block(join);
+        for ((rid, _), v) in totals.iter().zip(params) {
+            row_vals.insert(*rid, v);
         }
     }
 }

@@ -102,6 +102,10 @@ enum PrePass {
 struct Kernel {
     code: Code,
     layout: Layout,
+    /// Scratch arrays of C elements (rounded up to whole vectors) each call needs.
+    scratch_slots: usize,
+    /// Bytes per element of the kernel's dtype.
+    elem_size: usize,
     /// Where each uniform slot's value comes from.
     slot_sources: Vec<SlotSource>,
 }
@@ -557,10 +561,12 @@ fn uniform_bytes<T: Real + Element>(kernel: &Kernel, classes: usize, seed: T, ba
 fn run_chunks(kernel: &Kernel, table: &PtrTable, uniforms: &[u8], rows: usize, classes: usize) -> f64 {
     let chunk_rows = (CHUNK_ELEMENTS / classes.max(1)).max(1);
     let n_chunks = rows.div_ceil(chunk_rows);
+    let size = kernel.elem_size;
+    let scratch = kernel.scratch_slots * classes.next_multiple_of(16 / size) * size;
     let run_chunk = |c: usize| {
         let begin = c * chunk_rows;
         let end = (begin + chunk_rows).min(rows);
-        kernel.code.run(table, uniforms, begin, end, classes)
+        kernel.code.run(table, uniforms, begin, end, classes, scratch)
     };
     if rows * classes >= PARALLEL_ELEMENTS && n_chunks > 1 {
         use rayon::prelude::*;
@@ -849,9 +855,10 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     let (mut module, features) = new_module()?;
-    let id = codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features)?;
+    let (id, scratch_slots) = codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features)?;
     let code = Code::finalize(module, id).map_err(|e| JitError::module(*e))?;
-    Ok(Kernel { code, layout, slot_sources })
+    let elem_size = if prog.dtype == Dtype::F64 { 8 } else { 4 };
+    Ok(Kernel { code, layout, scratch_slots, elem_size, slot_sources })
 }
 
 fn new_module() -> Result<(JITModule, MathFeatures), JitError> {
