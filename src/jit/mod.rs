@@ -861,19 +861,30 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
     Ok(Kernel { code, layout, scratch_slots, elem_size, slot_sources })
 }
 
+/// The host ISA and its math features, built once per process: detecting the CPU and
+/// building the flags costs more than compiling a small kernel.
+fn host_isa() -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
+    static ISA: std::sync::OnceLock<Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), String>> =
+        std::sync::OnceLock::new();
+    let built = ISA.get_or_init(|| {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| e.to_string());
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        if !cfg!(debug_assertions) {
+            set(&mut flags, "enable_verifier", "false")?;
+        }
+        let isa_builder = cranelift_native::builder().map_err(str::to_string)?;
+        let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| e.to_string())?;
+        let features = MathFeatures::from_isa(&*isa);
+        Ok((isa, features))
+    });
+    built.clone().map_err(|message| JitError { message })
+}
+
 fn new_module() -> Result<(JITModule, MathFeatures), JitError> {
-    let mut flags = settings::builder();
-    let set =
-        |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| JitError { message: e.to_string() });
-    set(&mut flags, "opt_level", "speed")?;
-    set(&mut flags, "is_pic", "false")?;
-    set(&mut flags, "use_colocated_libcalls", "false")?;
-    if !cfg!(debug_assertions) {
-        set(&mut flags, "enable_verifier", "false")?;
-    }
-    let isa_builder = cranelift_native::builder().map_err(|e| JitError { message: e.to_string() })?;
-    let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| JitError { message: e.to_string() })?;
-    let features = MathFeatures::from_isa(&*isa);
+    let (isa, features) = host_isa()?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     for (name, ptr) in abi::libm_symbols() {
         builder.symbol(name, ptr);

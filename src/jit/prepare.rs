@@ -66,6 +66,7 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 out.bin(Op::Div, s, c)
             }
             Op::RowNorm => norm(&mut out, args[0]),
+            Op::Sigmoid | Op::Softplus | Op::LogSigmoid => logistic(&mut out, node.op, args[0]),
             // `math::pow`'s exact cases, decided at compile time when the exponent is constant.
             Op::Pow if out.constant(args[1]) == Some(2.0) => out.un(Op::Square, args[0]),
             Op::Pow if out.constant(args[1]) == Some(0.5) => out.un(Op::Sqrt, args[0]),
@@ -135,6 +136,42 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
 
 fn log_softmax(g: &mut Graph, x: NodeId) -> NodeId {
     log_softmax_or_softmax(g, x, false)
+}
+
+/// `sigmoid`, `softplus` and `log_sigmoid` spelled around one shared `e = exp(−|x|)` (the
+/// forms the inline math uses, stability.md L3/L4): `sigmoid = (x ≥ 0 ? 1 : e)/(1 + e)`,
+/// `softplus = max(x, 0) + log1p(e)`, `log_sigmoid = −(log1p(e) − min(x, 0))`. A loss and its
+/// gradient usually need two of them at the same x (softplus and its derivative sigmoid),
+/// and hash-consing then computes the exponential once instead of twice.
+fn logistic(g: &mut Graph, op: Op, x: NodeId) -> NodeId {
+    let zero = g.cst(0.0);
+    let one = g.cst(1.0);
+    // |−y| is |y|: `sigmoid(−p)` next to `sigmoid(p)` shares its exponential too.
+    let inner = if g.node(x).op == Op::Neg { g.node(x).args[0] } else { x };
+    let ax = g.un(Op::Abs, inner);
+    let nax = g.un(Op::Neg, ax);
+    let e = g.un(Op::Exp, nax);
+    match op {
+        Op::Sigmoid => {
+            let pos = g.bin(Op::Ge, x, zero);
+            let num = g.select(pos, one, e);
+            let den = g.bin(Op::Add, one, e);
+            g.bin(Op::Div, num, den)
+        }
+        Op::Softplus => {
+            let l = g.un(Op::Log1p, e);
+            let pos = g.bin(Op::Lt, zero, x);
+            let m = g.select(pos, x, zero);
+            g.bin(Op::Add, m, l)
+        }
+        _ => {
+            let l = g.un(Op::Log1p, e);
+            let neg = g.bin(Op::Lt, x, zero);
+            let m = g.select(neg, x, zero);
+            let d = g.bin(Op::Sub, l, m);
+            g.un(Op::Neg, d)
+        }
+    }
 }
 
 fn norm(g: &mut Graph, x: NodeId) -> NodeId {
