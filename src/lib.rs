@@ -24,6 +24,7 @@ pub mod diff;
 pub mod eval;
 pub mod ir;
 pub mod jit;
+pub mod loss;
 pub mod math;
 pub mod program;
 pub mod span;
@@ -33,7 +34,9 @@ pub mod syntax;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use ir::Dtype;
-pub use program::Program;
+pub use jit::{Arg, CallOptions, Data, Element, Outputs};
+pub use loss::{Error, ErrorKind, Loss, LossBuilder};
+pub use program::{Program, ReduceMode};
 pub use span::Span;
 
 /// How to compile a loss.
