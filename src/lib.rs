@@ -18,6 +18,8 @@
 //!
 //! See ARCHITECTURE.md for the pipeline and its invariants.
 
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod data;
 pub mod diagnostic;
 pub mod diff;

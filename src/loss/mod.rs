@@ -399,7 +399,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(kind: ErrorKind, diagnostics: Vec<Diagnostic>) -> Error {
+    pub(crate) fn new(kind: ErrorKind, diagnostics: Vec<Diagnostic>) -> Error {
         Error { kind, diagnostics, origin: None, source: None }
     }
 
