@@ -189,6 +189,8 @@ pub struct JitLoss {
     /// primitive ops, bit for bit as the interpreter computes them; everything the kernels
     /// and pre-passes see comes from it.
     lowered: Arc<Program>,
+    /// The `batch_*` nodes of `lowered`, in index order: (node, op, argument).
+    batch_nodes: Vec<(NodeId, Op, NodeId)>,
     /// One slot per kernel the program can need (planned by [`plan_variants`]), each
     /// compiled on first use; looking one up takes no lock.
     kernels: Vec<(Variant, OnceLock<Kernel>)>,
@@ -216,6 +218,8 @@ struct Bound {
 /// reallocate a buffer between filling a table and running the kernel (each is filled
 /// completely first; pushing to an outer vector moves only the inner vectors' headers).
 struct Scratch<T> {
+    /// The argument feeding each input (`usize::MAX`: none).
+    slots: Vec<usize>,
     /// Full-length data pointer per input (0 when the input is not used).
     ptrs: Vec<usize>,
     /// Length each input was given with.
@@ -243,6 +247,7 @@ struct Scratch<T> {
 impl<T> Scratch<T> {
     const fn new() -> Scratch<T> {
         Scratch {
+            slots: Vec::new(),
             ptrs: Vec::new(),
             given: Vec::new(),
             indices: Vec::new(),
@@ -314,7 +319,11 @@ impl JitLoss {
         let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
         crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
         let kernels = plan_variants(&lowered).into_iter().map(|v| (v, OnceLock::new())).collect();
-        let jit = JitLoss { program: Arc::new(program), lowered: Arc::new(lowered), kernels };
+        let batch_nodes = (lowered.graph.nodes().iter().enumerate())
+            .filter(|(_, node)| node.op.is_batch())
+            .map(|(i, node)| (NodeId(i as u32), node.op, node.args[0]))
+            .collect();
+        let jit = JitLoss { program: Arc::new(program), lowered: Arc::new(lowered), batch_nodes, kernels };
         jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
         Ok(jit)
     }
@@ -484,23 +493,19 @@ impl JitLoss {
         let mode = opts.reduce.unwrap_or(prog.reduce);
         // Pre-passes over the data, in index order: batch values, requirements, index masks.
         s.batch.clear();
-        for (i, node) in prog.graph.nodes().iter().enumerate() {
-            if !node.op.is_batch() {
-                continue;
-            }
-            let arg = node.args[0];
-            let how = match node.op {
+        for &(id, op, arg) in &self.batch_nodes {
+            let how = match op {
                 Op::BatchAll => PrePass::Zeros,
                 Op::BatchAny => PrePass::Nonzeros,
                 _ => PrePass::Values,
             };
             let sum = self.sum(arg, how, bound, s)?;
-            let v = match node.op {
+            let v = match op {
                 Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
                 Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
                 _ => T::from_f64(sum),
             };
-            s.batch.push((NodeId(i as u32), v));
+            s.batch.push((id, v));
         }
         for req in &prog.requires {
             if self.sum(req.cond, PrePass::Zeros, bound, s)? > 0.0 {
@@ -663,6 +668,71 @@ impl JitLoss {
     }
 }
 
+/// The value-and-gradient kernel alone, bound once to one call's data: what a caller that
+/// skipped every check and binding step would run. It exists for the overhead benchmark
+/// (`benches/api.rs`) and is not part of the API.
+#[doc(hidden)]
+pub struct DirectKernel<'a, T> {
+    kernel: &'a Kernel,
+    scratch: Scratch<T>,
+    rows: usize,
+    classes: usize,
+    /// The table holds pointers into the inputs and the gradient buffer.
+    _borrows: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<T> DirectKernel<'_, T> {
+    /// Runs the kernel over every row: Σ W·l, with the gradient (seeded 1/n) written.
+    pub fn run(&self) -> f64 {
+        run_chunks(self.kernel, &PtrTable(&self.scratch.table), &self.scratch.uniforms, self.rows, self.classes)
+    }
+}
+
+impl JitLoss {
+    /// Binds `args` and `grad` (the full-length gradient of a loss's only pred) for
+    /// [`DirectKernel::run`]; see there.
+    ///
+    /// # Errors
+    /// Inputs the typed call would reject, a loss with pre-passes or several preds, or a
+    /// gradient buffer that is not full length.
+    #[doc(hidden)]
+    pub fn direct<'a, T: Element>(
+        &'a self,
+        args: &[Arg<'a, T>],
+        rows: usize,
+        grad: &'a mut [T],
+    ) -> Result<DirectKernel<'a, T>, CallError> {
+        let prog = &*self.lowered;
+        let unsupported = || CallError::Fatal(Diagnostic::error_nowhere("no direct kernel for this loss or data"));
+        if T::DTYPE != prog.dtype || prog.derivs.len() != 1 || prog.graph.constant(prog.over).is_none() {
+            return Err(unsupported());
+        }
+        if !prog.requires.is_empty() || prog.graph.nodes().iter().any(|n| n.op.is_batch()) {
+            return Err(unsupported());
+        }
+        let mut s = Scratch::new();
+        let bound = bind(prog, args, Some(rows), &mut s)?;
+        let n_items = if prog.loss_kind == Kind::Class { bound.rows * bound.classes } else { bound.rows };
+        if bound.any_invalid || grad.len() != s.given[prog.derivs[0].input as usize] {
+            return Err(unsupported());
+        }
+        let kernel = self
+            .kernel(Variant::Main { grad: true, hess: false, seed_array: false })
+            .map_err(|e| CallError::Fatal(e.into()))?;
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        s.table[kernel.layout.seed_slot()] = s.seed.as_ptr() as usize;
+        s.table[kernel.layout.store_slot(0)] = grad.as_mut_ptr() as usize;
+        fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::from_f64(1.0 / n_items as f64), &[]);
+        Ok(DirectKernel {
+            kernel,
+            scratch: s,
+            rows: bound.rows,
+            classes: bound.classes,
+            _borrows: std::marker::PhantomData,
+        })
+    }
+}
+
 /// Why a typed call failed.
 #[derive(Debug)]
 pub enum CallError {
@@ -791,53 +861,50 @@ fn bind<T: Real>(
     rows_hint: Option<usize>,
     s: &mut Scratch<T>,
 ) -> Result<Bound, CallError> {
-    for a in args {
-        if prog.input(a.name).is_none() {
-            return Err(CallError::Diagnose);
+    // Which argument feeds each input (a later argument of the same name wins).
+    let n_inputs = prog.inputs.len();
+    s.slots.clear();
+    s.slots.resize(n_inputs, usize::MAX);
+    for (i, a) in args.iter().enumerate() {
+        match prog.inputs.iter().position(|d| d.name == a.name) {
+            Some(n) => s.slots[n] = i,
+            None => return Err(CallError::Diagnose),
         }
     }
-    let find = |name: &str| args.iter().rev().find(|a| a.name == name).map(|a| a.data);
+    let slots = &s.slots;
+    let find = |n: usize| args.get(slots[n]).map(|a| a.data);
+    let is_pred = |n: usize| prog.inputs[n].role == crate::program::Role::Pred;
+    // Preds first, then the other inputs, each in declaration order.
+    let pred_first = (0..n_inputs).filter(|n| is_pred(*n)).chain((0..n_inputs).filter(|n| !is_pred(*n)));
     let (rows, classes) = if prog.class_axis {
         let Some(rows) = rows_hint else {
             return Err(CallError::Fatal(Diagnostic::error_nowhere(
                 "a loss with a class axis needs the number of rows",
             )));
         };
-        let first = prog
-            .inputs
-            .iter()
-            .filter(|i| i.layout == InputLayout::Classes)
-            .filter(|i| i.role == crate::program::Role::Pred)
-            .chain(
-                prog.inputs.iter().filter(|i| i.layout == InputLayout::Classes && i.role != crate::program::Role::Pred),
-            )
-            .find_map(|i| find(&i.name).filter(|d| d.len() != 1 || i.role == crate::program::Role::Pred));
+        let first = pred_first
+            .filter(|n| prog.inputs[*n].layout == InputLayout::Classes)
+            .find_map(|n| find(n).filter(|d| d.len() != 1 || is_pred(n)));
         let Some(d) = first else { return Err(CallError::Diagnose) };
         if rows == 0 || d.len() % rows != 0 || d.is_empty() {
             return Err(CallError::Diagnose);
         }
         (rows, d.len() / rows)
     } else {
-        let mut n = None;
-        for decl in prog
-            .inputs
-            .iter()
-            .filter(|i| i.role == crate::program::Role::Pred)
-            .chain(prog.inputs.iter().filter(|i| i.role != crate::program::Role::Pred))
-        {
-            let Some(d) = find(&decl.name) else { continue };
+        let mut len = None;
+        for n in pred_first {
+            let Some(d) = find(n) else { continue };
             if d.len() == 1 {
                 continue;
             }
-            match n {
-                None => n = Some(d.len()),
+            match len {
+                None => len = Some(d.len()),
                 Some(m) if m != d.len() => return Err(CallError::Diagnose),
                 _ => {}
             }
         }
-        (n.unwrap_or(1), 1)
+        (len.unwrap_or(1), 1)
     };
-    let n_inputs = prog.inputs.len();
     s.ptrs.clear();
     s.ptrs.resize(n_inputs, 0);
     s.given.clear();
@@ -851,7 +918,7 @@ fn bind<T: Real>(
     s.indices.iter_mut().for_each(Vec::clear);
     let mut any_invalid = false;
     for (n, decl) in prog.inputs.iter().enumerate() {
-        let data = match (find(&decl.name), decl.default) {
+        let data = match (args.get(s.slots[n]).map(|a| a.data), decl.default) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,
             (None, None) if !decl.used => {
