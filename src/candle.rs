@@ -235,10 +235,10 @@ impl LossOp {
         let dims = l1.shape().dims();
         let (items, shape) = if s2.dtype() == s1.dtype() {
             let t = contiguous::<T>(s2, l2)?;
-            self.forward((&p, dims), Target::Values(&t))?
+            self.forward((p, dims), Target::Values(t))?
         } else {
             let t = integers(s2, l2)?;
-            self.forward((&p, dims), Target::I64(&t))?
+            self.forward((p, dims), Target::I64(&t))?
         };
         Ok((T::to_cpu_storage_owned(items), shape))
     }

@@ -142,6 +142,8 @@
 //! assert_eq!(out.grad[0].1, vec![-0.5, 0.0]);
 //! ```
 
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod data;
 pub mod diagnostic;
 pub mod diff;
