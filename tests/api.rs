@@ -233,3 +233,51 @@ fn losses_are_cached_and_shared_across_threads() {
         }
     });
 }
+
+/// A repeated call with the same buffers reuses its binding; it must still see the new
+/// contents of every buffer (and of one-number inputs, which are copied). The expected
+/// values come from another thread, whose calls leave this thread's binding alone.
+#[test]
+fn repeated_calls_see_new_contents() {
+    let loss = Loss::new("pred p\ntarget y\ntarget w = 1\nreduce mean by w\nw*softplus(p - y)").expect("valid");
+    let elsewhere = |p: &[f32], y: &[f32], w: &[f32]| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut grad = vec![0.0f32; p.len()];
+                let args = [Arg::values("p", p), Arg::values("y", y), Arg::values("w", w)];
+                let value = loss.call(&args, &mut [&mut grad]).expect("valid");
+                (value, grad)
+            })
+            .join()
+            .expect("no panic")
+        })
+    };
+    for w_len in [4, 1] {
+        let mut p = vec![0.5f32, -1.0, 2.0, 0.0];
+        let mut y = vec![0.0f32; 4];
+        let mut w = vec![1.0f32; w_len];
+        let mut grad = vec![0.0f32; 4];
+        for step in 0..6 {
+            let want = elsewhere(&p, &y, &w);
+            let args = [Arg::values("p", &p), Arg::values("y", &y), Arg::values("w", &w)];
+            let value = loss.call(&args, &mut [&mut grad]).expect("valid");
+            assert_eq!((value, grad.clone()), want, "w of {w_len}, step {step}");
+            p.iter_mut().for_each(|v| *v += 0.25);
+            y[step % 4] = 1.0;
+            w[0] = 1.0 + step as f32;
+        }
+    }
+    // The same for a [C] loss with index targets that change between calls.
+    let ce = Loss::stdlib("torch/cross_entropy").expect("stdlib loss");
+    let logits = [0.5f32, 1.0, -1.0, 2.0, 0.0, 0.25];
+    let mut k = [0i64, 1];
+    let opts = CallOptions { rows: Some(2), ..CallOptions::default() };
+    let mut values = Vec::new();
+    for target in [[0i64, 1], [2, 0], [0, 1]] {
+        k.copy_from_slice(&target);
+        let args = [Arg::values("input", &logits), Arg::i64("target", &k)];
+        values.push(ce.call_with(&args, &opts, &mut Outputs::default()).expect("valid"));
+    }
+    assert_ne!(values[0], values[1]);
+    assert_eq!(values[0], values[2]);
+}

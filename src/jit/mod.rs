@@ -189,6 +189,8 @@ pub struct JitLoss {
     /// primitive ops, bit for bit as the interpreter computes them; everything the kernels
     /// and pre-passes see comes from it.
     lowered: Arc<Program>,
+    /// Unique among all `JitLoss`es ever made (a thread's [`Repeat`] names its loss by it).
+    id: u64,
     /// The `batch_*` nodes of `lowered`, in index order: (node, op, argument).
     batch_nodes: Vec<(NodeId, Op, NodeId)>,
     /// One slot per kernel the program can need (planned by [`plan_variants`]), each
@@ -209,6 +211,9 @@ struct Bound {
     classes: usize,
     /// Some class index lies outside `[0, C)`.
     any_invalid: bool,
+    /// Some input was copied out of the caller's data (broadcast or converted), so the
+    /// kernel's table depends on the data's contents, not just its addresses.
+    copied: bool,
 }
 
 /// Buffers a call reuses from one call to the next on the same thread, so that after a
@@ -242,6 +247,8 @@ struct Scratch<T> {
     acc: Vec<f64>,
     /// Values of the `batch_*` nodes.
     batch: Vec<(NodeId, T)>,
+    /// The last call's binding, when `table` and `uniforms` can serve an identical call again.
+    repeat: Option<Repeat>,
 }
 
 impl<T> Scratch<T> {
@@ -259,22 +266,36 @@ impl<T> Scratch<T> {
             folds: Vec::new(),
             acc: Vec::new(),
             batch: Vec::new(),
+            repeat: None,
         }
     }
 
     /// Frees buffers grown past what a call below the parallel threshold needs, so a
     /// thread that once ran a huge call does not keep its copies.
+    /// Freeing a buffer also forgets the remembered call, whose table may point into it.
     fn trim(&mut self) {
-        fn cap<X>(v: &mut Vec<X>) {
-            if v.capacity() > PARALLEL_ELEMENTS {
+        fn cap<X>(v: &mut Vec<X>) -> bool {
+            let big = v.capacity() > PARALLEL_ELEMENTS;
+            if big {
                 *v = Vec::new();
             }
+            big
         }
-        self.indices.iter_mut().for_each(cap);
-        self.owned.iter_mut().for_each(cap);
-        self.derivs.iter_mut().for_each(cap);
-        cap(&mut self.seed);
-        cap(&mut self.acc);
+        let mut freed = false;
+        for v in &mut self.indices {
+            freed |= cap(v);
+        }
+        for v in &mut self.owned {
+            freed |= cap(v);
+        }
+        for v in &mut self.derivs {
+            freed |= cap(v);
+        }
+        freed |= cap(&mut self.seed);
+        freed |= cap(&mut self.acc);
+        if freed {
+            self.repeat = None;
+        }
     }
 }
 
@@ -323,7 +344,9 @@ impl JitLoss {
             .filter(|(_, node)| node.op.is_batch())
             .map(|(i, node)| (NodeId(i as u32), node.op, node.args[0]))
             .collect();
-        let jit = JitLoss { program: Arc::new(program), lowered: Arc::new(lowered), batch_nodes, kernels };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let jit = JitLoss { id, program: Arc::new(program), lowered: Arc::new(lowered), batch_nodes, kernels };
         jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
         Ok(jit)
     }
@@ -488,6 +511,14 @@ impl JitLoss {
         s: &mut Scratch<T>,
     ) -> Result<f64, CallError> {
         let prog = &*self.lowered;
+        if let Some(repeat) = s.repeat.as_ref().filter(|r| r.matches(self.id, args, opts, out)) {
+            // The same call again (same loss, names, data addresses and lengths, options
+            // and buffers) of a loss whose table does not depend on the data's contents.
+            let kernel = self.kernel(repeat.variant).map_err(|e| CallError::Fatal(e.into()))?;
+            let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, repeat.rows, repeat.classes);
+            return Ok(finish::<T>(repeat.mode, repeat.denom, repeat.nothing, total));
+        }
+        s.repeat = None;
         let bound = bind(prog, args, opts.rows, s)?;
         let (rows, classes) = (bound.rows, bound.classes);
         let mode = opts.reduce.unwrap_or(prog.reduce);
@@ -621,6 +652,20 @@ impl JitLoss {
         }
         fill_uniforms(&mut s.uniforms, kernel, classes, seed_uniform, &s.batch);
         let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, rows, classes);
+        // The table depends only on addresses when nothing was copied, sanitised, folded or
+        // summed from the data's contents: an identical call may then reuse it.
+        let from_contents = bound.copied
+            || bound.any_invalid
+            || !s.folds.is_empty()
+            || !self.batch_nodes.is_empty()
+            || !prog.requires.is_empty()
+            || s.indices.iter().any(|i| !i.is_empty())
+            || (matches!(mode, ReduceMode::Mean | ReduceMode::MeanOrZero) && prog.graph.constant(prog.over).is_none())
+            || (seed_array && opts.upstream.is_some_and(|u| u.len() != n_items));
+        if !from_contents {
+            let variant = Variant::Main { grad, hess, seed_array };
+            s.repeat = Repeat::new(self.id, args, opts, out, variant, (rows, classes), (mode, denom, nothing));
+        }
         // Fold scratch derivatives back to the length the pred was given with.
         let mut k = usize::from(seed_array);
         for bufs in [&mut *out.grad, &mut *out.hess] {
@@ -640,12 +685,7 @@ impl JitLoss {
                 k += 1;
             }
         }
-        Ok(match (mode, denom) {
-            _ if nothing => 0.0,
-            (ReduceMode::None, _) => total,
-            (_, Some(d)) => T::from_f64(total / d).to_f64(),
-            (_, None) => T::from_f64(total).to_f64(),
-        })
+        Ok(finish::<T>(mode, denom, nothing, total))
     }
 
     /// Σ of a pre-pass transform of `node` over the data bound in `s`.
@@ -730,6 +770,131 @@ impl JitLoss {
             classes: bound.classes,
             _borrows: std::marker::PhantomData,
         })
+    }
+}
+
+/// The reduced loss from the kernel's Σ W·l.
+fn finish<T: Element>(mode: ReduceMode, denom: Option<f64>, nothing: bool, total: f64) -> f64 {
+    match (mode, denom) {
+        _ if nothing => 0.0,
+        (ReduceMode::None, _) => total,
+        (_, Some(d)) => T::from_f64(total / d).to_f64(),
+        (_, None) => T::from_f64(total).to_f64(),
+    }
+}
+
+/// Most arguments, name bytes and output buffers a [`Repeat`] remembers.
+const REPEAT_ARGS: usize = 8;
+const REPEAT_NAME: usize = 32;
+const REPEAT_BUFS: usize = 4;
+
+/// What identifies a call whose bound table can be reused: the loss, each argument's name
+/// (its bytes: a name's address may be reused for another name) and data (address, length,
+/// type), the options, and every output buffer's address and length. Data addresses are
+/// compared, never dereferenced.
+#[derive(Clone, Copy)]
+struct RepeatKey {
+    loss: u64,
+    n_args: usize,
+    names: [([u8; REPEAT_NAME], usize); REPEAT_ARGS],
+    data: [(usize, usize, u8); REPEAT_ARGS],
+    rows: Option<usize>,
+    reduce: Option<ReduceMode>,
+    batch: Option<usize>,
+    upstream: Option<(usize, usize)>,
+    n_grad: usize,
+    n_hess: usize,
+    bufs: [(usize, usize); 2 * REPEAT_BUFS],
+    items: Option<(usize, usize)>,
+}
+
+impl RepeatKey {
+    /// The key of a call, if it is small enough to remember.
+    fn of<T>(loss: u64, args: &[Arg<'_, T>], opts: &CallOptions<'_, T>, out: &Outputs<'_, '_, T>) -> Option<RepeatKey> {
+        if args.len() > REPEAT_ARGS || out.grad.len() > REPEAT_BUFS || out.hess.len() > REPEAT_BUFS {
+            return None;
+        }
+        let mut key = RepeatKey {
+            loss,
+            n_args: args.len(),
+            names: [([0; REPEAT_NAME], 0); REPEAT_ARGS],
+            data: [(0, 0, 0); REPEAT_ARGS],
+            rows: opts.rows,
+            reduce: opts.reduce,
+            batch: opts.batch,
+            upstream: opts.upstream.map(|u| (u.as_ptr() as usize, u.len())),
+            n_grad: out.grad.len(),
+            n_hess: out.hess.len(),
+            bufs: [(0, 0); 2 * REPEAT_BUFS],
+            items: out.loss_items.as_deref().map(|v| (v.as_ptr() as usize, v.len())),
+        };
+        for (i, a) in args.iter().enumerate() {
+            let name = a.name.as_bytes();
+            key.names[i].0.get_mut(..name.len())?.copy_from_slice(name);
+            key.names[i].1 = name.len();
+            key.data[i] = match a.data {
+                Data::Values(v) => (v.as_ptr() as usize, v.len(), 0),
+                Data::I32(v) => (v.as_ptr() as usize, v.len(), 1),
+                Data::I64(v) => (v.as_ptr() as usize, v.len(), 2),
+            };
+        }
+        for (i, b) in out.grad.iter().chain(out.hess.iter()).enumerate() {
+            key.bufs[i] = (b.as_ptr() as usize, b.len());
+        }
+        Some(key)
+    }
+}
+
+/// A remembered call: its key and what the result needs besides the kernel's sum.
+struct Repeat {
+    key: RepeatKey,
+    variant: Variant,
+    rows: usize,
+    classes: usize,
+    mode: ReduceMode,
+    denom: Option<f64>,
+    nothing: bool,
+}
+
+impl Repeat {
+    fn new<T>(
+        loss: u64,
+        args: &[Arg<'_, T>],
+        opts: &CallOptions<'_, T>,
+        out: &Outputs<'_, '_, T>,
+        variant: Variant,
+        (rows, classes): (usize, usize),
+        (mode, denom, nothing): (ReduceMode, Option<f64>, bool),
+    ) -> Option<Repeat> {
+        let key = RepeatKey::of(loss, args, opts, out)?;
+        Some(Repeat { key, variant, rows, classes, mode, denom, nothing })
+    }
+
+    /// True when the call is the remembered one (compared in place, without building a key).
+    fn matches<T>(&self, loss: u64, args: &[Arg<'_, T>], opts: &CallOptions<'_, T>, out: &Outputs<'_, '_, T>) -> bool {
+        let k = &self.key;
+        let span = |v: &[T]| (v.as_ptr() as usize, v.len());
+        if k.loss != loss
+            || k.n_args != args.len()
+            || k.rows != opts.rows
+            || k.reduce != opts.reduce
+            || k.batch != opts.batch
+            || k.upstream != opts.upstream.map(span)
+            || k.n_grad != out.grad.len()
+            || k.n_hess != out.hess.len()
+            || k.items != out.loss_items.as_deref().map(span)
+        {
+            return false;
+        }
+        let same_args = args.iter().zip(&k.names).zip(&k.data).all(|((a, (bytes, len)), data)| {
+            let here = match a.data {
+                Data::Values(v) => (v.as_ptr() as usize, v.len(), 0),
+                Data::I32(v) => (v.as_ptr() as usize, v.len(), 1),
+                Data::I64(v) => (v.as_ptr() as usize, v.len(), 2),
+            };
+            here == *data && bytes.get(..*len) == Some(a.name.as_bytes())
+        });
+        same_args && out.grad.iter().chain(out.hess.iter()).zip(&k.bufs).all(|(b, kb)| span(b) == *kb)
     }
 }
 
@@ -917,6 +1082,7 @@ fn bind<T: Real>(
     }
     s.indices.iter_mut().for_each(Vec::clear);
     let mut any_invalid = false;
+    let mut copied = false;
     for (n, decl) in prog.inputs.iter().enumerate() {
         let data = match (args.get(s.slots[n]).map(|a| a.data), decl.default) {
             (Some(d), _) => Some(d),
@@ -965,6 +1131,7 @@ fn bind<T: Real>(
             Some(Data::Values(v)) if len == full => s.ptrs[n] = v.as_ptr() as usize,
             _ => {
                 // One number, one row, or integer data: repeated and converted to full length.
+                copied |= data.is_some();
                 let owned = &mut s.owned[n];
                 owned.clear();
                 owned.reserve(full);
@@ -973,7 +1140,7 @@ fn bind<T: Real>(
             }
         }
     }
-    Ok(Bound { rows, classes, any_invalid })
+    Ok(Bound { rows, classes, any_invalid, copied })
 }
 
 /// Element types the kernels compute in: `f32` and `f64`.
