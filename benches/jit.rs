@@ -63,7 +63,8 @@ fn call(bencher: Bencher, name: &str, n: usize) {
     let rows = if classes > 1 { n / classes } else { n };
     let opts = CallOptions { rows: Some(rows), ..CallOptions::default() };
     bencher.counter(divan::counter::ItemsCount::new(n)).bench_local(|| {
-        let mut out = Outputs { grad: vec![grad.as_mut_slice()], hess: Vec::new(), loss_items: None };
+        let mut grads = [grad.as_mut_slice()];
+        let mut out = Outputs { grad: &mut grads, hess: &mut [], loss_items: None };
         black_box(jit.call(&args, &opts, &mut out).is_ok());
     });
 }

@@ -506,9 +506,9 @@ fn time_calls<T: lossc::math::Real + lossc::jit::Element>(
     let batch = None;
     let call_opts = CallOptions { reduce: None, rows: Some(rows), batch, upstream: None };
     let small = typed.iter().map(|(_, v)| v.len()).max().unwrap_or(0) < lossc::jit::PARALLEL_ELEMENTS;
+    let mut grad_refs: Vec<&mut [T]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
     let mut once = || -> Result<f64, Failure> {
-        let mut out =
-            Outputs { grad: grads.iter_mut().map(|g| g.as_mut_slice()).collect(), hess: Vec::new(), loss_items: None };
+        let mut out = Outputs { grad: &mut grad_refs, hess: &mut [], loss_items: None };
         let t = Instant::now();
         // Small calls run on the calling thread anyway; handing them to the pool would
         // only add a thread wake-up to every call.

@@ -1,7 +1,133 @@
 //! lossc: a compiler for loss functions.
 //!
-//! A loss is written as a small text file (SPEC §1); lossc parses it, lowers it to a
-//! hash-consed expression graph, differentiates it symbolically and evaluates it.
+//! A loss is written as a small text file (the language is in `docs/language.md`); lossc
+//! parses it into an expression graph, differentiates it symbolically, rewrites it for
+//! numerical stability and JIT-compiles it with Cranelift into fused, vectorized
+//! value-and-gradient kernels. This page is the guide for Rust trainers: compile a loss
+//! once, call it every step.
+//!
+//! # Compiling a loss
+//!
+//! A [`Loss`] comes from source text, a `.loss` file or a standard-library name
+//! (`torch/...` and `keras/...`, option for option as PyTorch and Keras define them).
+//! [`LossBuilder`] sets the compute type, parameter overrides and Hessians:
+//!
+//! ```
+//! use lossc::{Dtype, Loss, LossBuilder};
+//!
+//! let hinge = Loss::new("maximum(1 - y*p, 0)^2")?; // f32, the file's defaults
+//! let huber = LossBuilder::new().dtype(Dtype::F64).param("delta", 2.0).stdlib("torch/huber_loss")?;
+//! # let dir = std::env::temp_dir().join(format!("lossc-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let path = dir.join("squared_hinge.loss");
+//! # std::fs::write(&path, "pred p\ntarget y\nmaximum(1 - y*p, 0)^2\n")?;
+//! let from_file = Loss::from_file(&path)?;
+//! assert_eq!(huber.program().params[0].value, 2.0);
+//! // The same source and options give the same compiled kernels while one is alive.
+//! assert!(hinge.same_kernels(&Loss::new("maximum(1 - y*p, 0)^2")?));
+//! # assert!(from_file.preds().eq(["p"]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Compiling is the slow part (about a millisecond); keep the `Loss`. It is a cheap handle
+//! (`Clone`, `Send + Sync`), so one loss serves every thread of a trainer.
+//!
+//! # Calling it
+//!
+//! Inputs are borrowed slices named as in the loss file ([`Arg`]). The call returns the
+//! reduced loss and writes ∂L/∂pred into the buffers you pass, one per pred in
+//! declaration order. It allocates nothing (below [`jit::PARALLEL_ELEMENTS`] elements, after
+//! the first call on a thread) and runs on the calling thread; larger calls run in
+//! parallel on rayon's pool, with the same result for any number of threads.
+//!
+//! ```
+//! use lossc::{Arg, Loss};
+//!
+//! let loss = Loss::new("maximum(1 - y*p, 0)^2")?;
+//! let (p, y) = ([0.5f32, 2.0], [1.0f32, 1.0]);
+//! let mut grad = [0.0f32; 2];
+//! let value = loss.call(&[Arg::values("p", &p), Arg::values("y", &y)], &mut [&mut grad])?;
+//! assert_eq!(value, 0.125); // mean of 0.25 and 0
+//! assert_eq!(grad, [-0.5, 0.0]);
+//! # Ok::<(), lossc::Error>(())
+//! ```
+//!
+//! # Class axes, index targets and per-class parameters
+//!
+//! Inputs declared `[C]` hold one row of C values per sample, row-major (PyTorch's
+//! `(N, C, d1, ...)` must be moved to channels-last first). Such a call takes the row count
+//! explicitly in [`CallOptions::rows`]. Index targets may be `i32`, `i64` or integral
+//! floats; per-class vector parameters (`param weight[C]`) are data like any input:
+//!
+//! ```
+//! use lossc::{Arg, CallOptions, Loss, Outputs};
+//!
+//! let loss = Loss::stdlib("torch/cross_entropy")?;
+//! let logits = [1.0f32, 2.0, 0.5, /* row 2 */ 0.0, 0.0, 3.0];
+//! let target = [1i64, 2];
+//! let weight = [1.0f32, 1.0, 0.5];
+//! let mut grad = [0.0f32; 6];
+//! let args = [Arg::values("input", &logits), Arg::i64("target", &target), Arg::values("weight", &weight)];
+//! let opts = CallOptions { rows: Some(2), ..CallOptions::default() };
+//! let value = loss.call_with(&args, &opts, &mut Outputs { grad: &mut [&mut grad], ..Outputs::default() })?;
+//! assert!(value > 0.0 && grad[1] < 0.0 && grad[5] < 0.0);
+//! # Ok::<(), lossc::Error>(())
+//! ```
+//!
+//! # `reduce none` and an upstream gradient
+//!
+//! With [`ReduceMode::None`] the call writes W·l per element (or per row) into
+//! [`Outputs::loss_items`], and the gradient is that of Σ upstream·W·l, for chaining into
+//! your own autograd:
+//!
+//! ```
+//! use lossc::{Arg, CallOptions, Loss, Outputs, ReduceMode};
+//!
+//! let loss = Loss::new("(p - y)^2")?;
+//! let (p, y) = ([1.0f32, 2.0, 3.0], [0.0f32; 3]);
+//! let upstream = [1.0f32, 0.0, -1.0];
+//! let (mut items, mut grad) = ([0.0f32; 3], [0.0f32; 3]);
+//! let opts = CallOptions { reduce: Some(ReduceMode::None), upstream: Some(&upstream), ..CallOptions::default() };
+//! let mut out = Outputs { grad: &mut [&mut grad], hess: &mut [], loss_items: Some(&mut items) };
+//! loss.call_with(&[Arg::values("p", &p), Arg::values("y", &y)], &opts, &mut out)?;
+//! assert_eq!(items, [1.0, 4.0, 9.0]);
+//! assert_eq!(grad, [2.0, 0.0, -6.0]); // upstream · 2(p - y)
+//! # Ok::<(), lossc::Error>(())
+//! ```
+//!
+//! # Errors
+//!
+//! Nothing a caller passes makes lossc panic. Every problem is an [`Error`]: its
+//! [`ErrorKind`], the [`Diagnostic`]s with their [`Span`]s into the loss source, and a
+//! `Display` of the form `ORIGIN:LINE:COL: error: MESSAGE`, the command line's format:
+//!
+//! ```
+//! use lossc::{Arg, ErrorKind, Loss};
+//!
+//! let err = Loss::new("pred p\ntarget y\nlog(p - z)").unwrap_err();
+//! assert_eq!(err.to_string(), "<text>:3:9: error: unknown name `z`");
+//!
+//! let loss = Loss::new("(p - y)^2")?;
+//! let err = loss.call(&[Arg::values("p", &[1.0f32, 2.0])], &mut [&mut [0.0f32; 3]]).unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Data);
+//! # Ok::<(), lossc::Error>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `cli` (default): the `lossc` binary. A library user can turn it off
+//!   (`default-features = false`) and skip clap, rustyline, plotters and codespan.
+//! - `ndarray`: `Loss::call_ndarray` on `ndarray` views, rows and `batchmean`'s B taken
+//!   from the shapes; views must be contiguous and row-major (an error otherwise, never a
+//!   copy).
+//! - `candle`: `lossc::candle::LossOp`, a lossc loss as a node of candle's autograd.
+//!
+//! # Lower levels
+//!
+//! [`compile`] gives the [`Program`] (the graph, its derivatives, the stability rewrites
+//! that fired); [`eval::evaluate`] is the reference interpreter; [`jit::JitLoss`] is the
+//! typed call underneath [`Loss`]. ARCHITECTURE.md describes the pipeline and its
+//! invariants.
 //!
 //! ```
 //! use lossc::{compile, CompileOptions, Dtype, eval::{evaluate, Array, EvalOptions, LossValue}};
@@ -15,15 +141,16 @@
 //! assert_eq!(out.loss, LossValue::Scalar(0.125));
 //! assert_eq!(out.grad[0].1, vec![-0.5, 0.0]);
 //! ```
-//!
-//! See ARCHITECTURE.md for the pipeline and its invariants.
 
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod data;
 pub mod diagnostic;
 pub mod diff;
 pub mod eval;
 pub mod ir;
 pub mod jit;
+pub mod loss;
 pub mod math;
 pub mod program;
 pub mod span;
@@ -33,7 +160,9 @@ pub mod syntax;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use ir::Dtype;
-pub use program::Program;
+pub use jit::{Arg, CallOptions, Data, Element, Outputs};
+pub use loss::{Error, ErrorKind, Loss, LossBuilder};
+pub use program::{Program, ReduceMode};
 pub use span::Span;
 
 /// How to compile a loss.

@@ -267,7 +267,8 @@ fn big_call(jit: &JitLoss, p: &[f32], y: &[f32]) -> (f64, Vec<f32>) {
     let mut grad = vec![0.0f32; p.len()];
     let args = [Arg { name: "p", data: Data::Values(p) }, Arg { name: "y", data: Data::Values(y) }];
     let opts = CallOptions { rows: Some(p.len()), ..CallOptions::default() };
-    let mut out = Outputs { grad: vec![grad.as_mut_slice()], hess: Vec::new(), loss_items: None };
+    let mut grads = [grad.as_mut_slice()];
+    let mut out = Outputs { grad: &mut grads, hess: &mut [], loss_items: None };
     let loss = jit.call(&args, &opts, &mut out).expect("valid call");
     (loss, grad)
 }

@@ -52,7 +52,7 @@ impl Code {
     /// `Kernels::call` in `jit/mod.rs` is the only caller and establishes exactly this.
     pub(crate) fn run(
         &self,
-        table: &PtrTable,
+        table: &PtrTable<'_>,
         uniforms: &[u8],
         row_begin: usize,
         row_end: usize,
@@ -96,14 +96,11 @@ impl Drop for Code {
     }
 }
 
-/// The table of data pointers a kernel reads (addresses as integers so it can cross threads).
-pub(crate) struct PtrTable(pub(crate) Vec<usize>);
-
-// SAFETY: the addresses are only dereferenced by the kernel, and every thread writes to
-// disjoint row ranges of the output arrays.
-unsafe impl Send for PtrTable {}
-// SAFETY: as above.
-unsafe impl Sync for PtrTable {}
+/// The table of data pointers a kernel reads (addresses as integers so it can cross threads),
+/// borrowed from the caller's reusable scratch.
+/// Sharing it between threads is sound because the addresses are only dereferenced by the
+/// kernel, and every thread writes to disjoint row ranges of the output arrays.
+pub(crate) struct PtrTable<'a>(pub(crate) &'a [usize]);
 
 /// `extern "C"` math the kernels call per lane (registered with the JIT by name).
 pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {

@@ -17,7 +17,8 @@
 //! let (p, y) = ([0.5f32, 2.0], [1.0f32, 1.0]);
 //! let mut grad = [0.0f32; 2];
 //! let args = [Arg { name: "p", data: Data::Values(&p) }, Arg { name: "y", data: Data::Values(&y) }];
-//! let mut out = Outputs { grad: vec![&mut grad[..]], hess: vec![], loss_items: None };
+//! let mut grads = [&mut grad[..]];
+//! let mut out = Outputs { grad: &mut grads, hess: &mut [], loss_items: None };
 //! let loss = jit.call(&args, &CallOptions { rows: Some(2), ..Default::default() }, &mut out).unwrap();
 //! assert_eq!(loss, 0.125);
 //! assert_eq!(grad, [-0.5, -0.0]);
@@ -28,8 +29,9 @@ mod codegen;
 mod prepare;
 pub(crate) mod vecmath;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -129,17 +131,23 @@ pub enum Data<'a, T> {
 }
 
 impl<T> Data<'_, T> {
-    fn len(&self) -> usize {
+    /// The number of values.
+    pub fn len(&self) -> usize {
         match self {
             Data::Values(v) => v.len(),
             Data::I32(v) => v.len(),
             Data::I64(v) => v.len(),
         }
     }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Options of a typed call.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct CallOptions<'a, T> {
     /// Overrides the file's reduction.
     pub reduce: Option<ReduceMode>,
@@ -151,15 +159,30 @@ pub struct CallOptions<'a, T> {
     pub upstream: Option<&'a [T]>,
 }
 
+impl<T> Default for CallOptions<'_, T> {
+    fn default() -> Self {
+        CallOptions { reduce: None, rows: None, batch: None, upstream: None }
+    }
+}
+
 /// Caller-provided output buffers of a typed call.
-#[derive(Debug, Default)]
-pub struct Outputs<'a, T> {
+///
+/// Slices rather than vectors, so that a call needs no allocation: the caller keeps its
+/// buffers (and the small arrays of borrows) across calls.
+#[derive(Debug)]
+pub struct Outputs<'a, 'b, T> {
     /// ∂L/∂pred per pred in declaration order (empty: not computed); each as long as the pred's data.
-    pub grad: Vec<&'a mut [T]>,
+    pub grad: &'a mut [&'b mut [T]],
     /// The Hessian diagonal per pred (empty: not computed).
-    pub hess: Vec<&'a mut [T]>,
+    pub hess: &'a mut [&'b mut [T]],
     /// W·l per loss value, for `reduce none`.
     pub loss_items: Option<&'a mut [T]>,
+}
+
+impl<T> Default for Outputs<'_, '_, T> {
+    fn default() -> Self {
+        Outputs { grad: &mut [], hess: &mut [], loss_items: None }
+    }
 }
 
 /// A program with its JIT kernels. `Send + Sync`: call it from any thread.
@@ -170,7 +193,13 @@ pub struct JitLoss {
     /// primitive ops, bit for bit as the interpreter computes them; everything the kernels
     /// and pre-passes see comes from it.
     lowered: Arc<Program>,
-    kernels: Mutex<HashMap<Variant, Arc<Kernel>>>,
+    /// Unique among all `JitLoss`es ever made (a thread's [`Repeat`] names its loss by it).
+    id: u64,
+    /// The `batch_*` nodes of `lowered`, in index order: (node, op, argument).
+    batch_nodes: Vec<(NodeId, Op, NodeId)>,
+    /// One slot per kernel the program can need (planned by [`plan_variants`]), each
+    /// compiled on first use; looking one up takes no lock.
+    kernels: Vec<(Variant, OnceLock<Kernel>)>,
 }
 
 /// Rows per chunk are chosen so a chunk holds about this many elements; chunks are fixed by
@@ -179,20 +208,129 @@ const CHUNK_ELEMENTS: usize = 1 << 14;
 /// Below this many elements a call runs on the calling thread.
 pub const PARALLEL_ELEMENTS: usize = 1 << 16;
 
-/// The data of one call, bound to the kernels' pointer layout.
-struct Bound<'a, T> {
+/// The shape of one call's data; the bound pointers themselves are in the [`Scratch`].
+#[derive(Clone, Copy)]
+struct Bound {
     rows: usize,
     classes: usize,
+    /// Some class index lies outside `[0, C)`.
+    any_invalid: bool,
+    /// Some input was copied out of the caller's data (broadcast or converted), so the
+    /// kernel's table depends on the data's contents, not just its addresses.
+    copied: bool,
+}
+
+/// Buffers a call reuses from one call to the next on the same thread, so that after a
+/// warm-up call of the same shape a call below [`PARALLEL_ELEMENTS`] allocates nothing.
+///
+/// Raw pointers into these buffers go into the kernels' pointer tables: nothing may
+/// reallocate a buffer between filling a table and running the kernel (each is filled
+/// completely first; pushing to an outer vector moves only the inner vectors' headers).
+struct Scratch<T> {
+    /// The argument feeding each input (`usize::MAX`: none).
+    slots: Vec<usize>,
     /// Full-length data pointer per input (0 when the input is not used).
     ptrs: Vec<usize>,
-    /// Sanitised class indices per input (-1 out of range); empty for other inputs.
-    indices: Vec<Vec<i32>>,
-    /// Copies made for broadcasting or conversion; the pointers above may point into them.
-    _owned: Vec<Vec<T>>,
-    any_invalid: bool,
     /// Length each input was given with.
     given: Vec<usize>,
-    _marker: std::marker::PhantomData<&'a T>,
+    /// Sanitised class indices per input (-1 out of range); empty for other inputs.
+    indices: Vec<Vec<i32>>,
+    /// Copies made for broadcasting or conversion, per input.
+    owned: Vec<Vec<T>>,
+    /// A kernel's pointer table.
+    table: Vec<usize>,
+    /// A kernel's uniform values, as bytes.
+    uniforms: Vec<u8>,
+    /// The seed array of `reduce none` when the upstream gradient is not given in full.
+    seed: Vec<T>,
+    /// Full-size derivatives of preds given as one number or one row, before folding.
+    derivs: Vec<Vec<T>>,
+    /// (store index, `derivs` index) of each folded derivative.
+    folds: Vec<(usize, usize)>,
+    /// Folding accumulator.
+    acc: Vec<f64>,
+    /// Values of the `batch_*` nodes.
+    batch: Vec<(NodeId, T)>,
+    /// The last call's binding, when `table` and `uniforms` can serve an identical call again.
+    repeat: Option<Repeat>,
+}
+
+impl<T> Scratch<T> {
+    const fn new() -> Scratch<T> {
+        Scratch {
+            slots: Vec::new(),
+            ptrs: Vec::new(),
+            given: Vec::new(),
+            indices: Vec::new(),
+            owned: Vec::new(),
+            table: Vec::new(),
+            uniforms: Vec::new(),
+            seed: Vec::new(),
+            derivs: Vec::new(),
+            folds: Vec::new(),
+            acc: Vec::new(),
+            batch: Vec::new(),
+            repeat: None,
+        }
+    }
+
+    /// Frees buffers grown past what a call below the parallel threshold needs, so a
+    /// thread that once ran a huge call does not keep its copies.
+    /// Freeing a buffer also forgets the remembered call, whose table may point into it.
+    fn trim(&mut self) {
+        fn cap<X>(v: &mut Vec<X>) -> bool {
+            let big = v.capacity() > PARALLEL_ELEMENTS;
+            if big {
+                *v = Vec::new();
+            }
+            big
+        }
+        let mut freed = false;
+        for v in &mut self.indices {
+            freed |= cap(v);
+        }
+        for v in &mut self.owned {
+            freed |= cap(v);
+        }
+        for v in &mut self.derivs {
+            freed |= cap(v);
+        }
+        freed |= cap(&mut self.seed);
+        freed |= cap(&mut self.acc);
+        if freed {
+            self.repeat = None;
+        }
+    }
+}
+
+/// One scratch per compute type per thread.
+struct Scratches {
+    f32: Scratch<f32>,
+    f64: Scratch<f64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratches> = const { RefCell::new(Scratches { f32: Scratch::new(), f64: Scratch::new() }) };
+}
+
+/// Runs `f` with this thread's scratch for `T`, or with a fresh one when it is in use (a
+/// call made from inside another call on the same thread, as rayon's work stealing can do).
+fn with_scratch<T: Element, R>(f: impl FnOnce(&mut Scratch<T>) -> R) -> R {
+    let mut f = Some(f);
+    let res = SCRATCH.try_with(|cell| {
+        let mut guard = cell.try_borrow_mut().ok()?;
+        let s = &mut *guard;
+        let scratch = (&mut s.f32 as &mut dyn Any)
+            .downcast_mut::<Scratch<T>>()
+            .or_else(|| (&mut s.f64 as &mut dyn Any).downcast_mut::<Scratch<T>>())?;
+        Some(f.take()?(scratch))
+    });
+    match (res, f) {
+        (Ok(Some(r)), _) => r,
+        (_, Some(f)) => f(&mut Scratch::new()),
+        // `f` is taken only on the path that returns its result.
+        (_, None) => unreachable!("the scratch closure ran without a result"),
+    }
 }
 
 impl JitLoss {
@@ -205,8 +343,14 @@ impl JitLoss {
         // sigmoid, softplus and log_sigmoid have inline code of their own.
         let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
         crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
-        let jit =
-            JitLoss { program: Arc::new(program), lowered: Arc::new(lowered), kernels: Mutex::new(HashMap::new()) };
+        let kernels = plan_variants(&lowered).into_iter().map(|v| (v, OnceLock::new())).collect();
+        let batch_nodes = (lowered.graph.nodes().iter().enumerate())
+            .filter(|(_, node)| node.op.is_batch())
+            .map(|(i, node)| (NodeId(i as u32), node.op, node.args[0]))
+            .collect();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let jit = JitLoss { id, program: Arc::new(program), lowered: Arc::new(lowered), batch_nodes, kernels };
         jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
         Ok(jit)
     }
@@ -216,14 +360,17 @@ impl JitLoss {
         &self.program
     }
 
-    fn kernel(&self, v: Variant) -> Result<Arc<Kernel>, JitError> {
-        let mut map = self.kernels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(k) = map.get(&v) {
-            return Ok(Arc::clone(k));
+    /// The kernel of variant `v`, compiled on first use. Two threads asking for the same new
+    /// variant at once may both compile it; one result is kept and the other freed.
+    fn kernel(&self, v: Variant) -> Result<&Kernel, JitError> {
+        let Some((_, slot)) = self.kernels.iter().find(|(k, _)| *k == v) else {
+            return Err(JitError { message: format!("kernel variant {v:?} was not planned") });
+        };
+        if let Some(k) = slot.get() {
+            return Ok(k);
         }
-        let k = Arc::new(compile_kernel(&self.lowered, v)?);
-        map.insert(v, Arc::clone(&k));
-        Ok(k)
+        let k = compile_kernel(&self.lowered, v)?;
+        Ok(slot.get_or_init(|| k))
     }
 
     /// Evaluates like [`crate::eval::evaluate`], on the JIT kernels.
@@ -265,11 +412,9 @@ impl JitLoss {
         let mode = opts.reduce.unwrap_or(prog.reduce);
         let mut items: Vec<T> = Vec::new();
         let result = {
-            let mut out = Outputs {
-                grad: grad_bufs.iter_mut().map(|v| v.as_mut_slice()).collect(),
-                hess: hess_bufs.iter_mut().map(|v| v.as_mut_slice()).collect(),
-                loss_items: None,
-            };
+            let mut grad_refs: Vec<&mut [T]> = grad_bufs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let mut hess_refs: Vec<&mut [T]> = hess_bufs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let mut out = Outputs { grad: &mut grad_refs, hess: &mut hess_refs, loss_items: None };
             if mode == ReduceMode::None {
                 let n_items = self.n_items(rows, prog, &args, rows);
                 items = vec![T::ZERO; n_items];
@@ -324,15 +469,20 @@ impl JitLoss {
 
     /// The interpreter's diagnostic for inputs the JIT path found wrong.
     fn diagnose<T: Real>(&self, inputs: &[(&str, &Array)], opts: &EvalOptions) -> Diagnostic {
-        let prog = &*self.program;
-        let res = Interp::<T>::new(prog, inputs, opts).and_then(|mut i| i.setup().map(|_| ()));
-        match res {
-            Err(d) => d,
-            Ok(()) => Diagnostic::error_nowhere("internal error: the JIT rejected inputs the interpreter accepts"),
-        }
+        self.interp_error::<T>(inputs, opts).unwrap_or_else(|| {
+            Diagnostic::error_nowhere("internal error: the JIT rejected inputs the interpreter accepts")
+        })
+    }
+
+    /// What the interpreter's checks say about `inputs`, if they reject them.
+    pub(crate) fn interp_error<T: Real>(&self, inputs: &[(&str, &Array)], opts: &EvalOptions) -> Option<Diagnostic> {
+        Interp::<T>::new(&self.program, inputs, opts).and_then(|mut i| i.setup().map(|_| ())).err()
     }
 
     /// Calls the loss on typed data: returns the reduced loss and fills `out`.
+    ///
+    /// Below [`PARALLEL_ELEMENTS`] the call runs on the calling thread and, after a first
+    /// call of the same shape on that thread, allocates nothing (its buffers are reused).
     ///
     /// # Errors
     /// [`CallError::Diagnose`] when the inputs are wrong in a way the interpreter explains
@@ -341,45 +491,63 @@ impl JitLoss {
         &self,
         args: &[Arg<'_, T>],
         opts: &CallOptions<'_, T>,
-        out: &mut Outputs<'_, T>,
+        out: &mut Outputs<'_, '_, T>,
     ) -> Result<f64, CallError> {
-        let prog = &*self.lowered;
-        if T::DTYPE != prog.dtype {
+        if T::DTYPE != self.lowered.dtype {
             return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
                 "the loss was compiled for {} but called with {} data",
-                prog.dtype.name(),
+                self.lowered.dtype.name(),
                 T::DTYPE.name()
             ))));
         }
-        let bound = bind(prog, args, opts.rows)?;
+        with_scratch(|s: &mut Scratch<T>| {
+            let res = self.call_in(args, opts, out, s);
+            s.trim();
+            res
+        })
+    }
+
+    fn call_in<T: Real + Element>(
+        &self,
+        args: &[Arg<'_, T>],
+        opts: &CallOptions<'_, T>,
+        out: &mut Outputs<'_, '_, T>,
+        s: &mut Scratch<T>,
+    ) -> Result<f64, CallError> {
+        let prog = &*self.lowered;
+        if let Some(repeat) = s.repeat.as_ref().filter(|r| r.matches(self.id, args, opts, out)) {
+            // The same call again (same loss, names, data addresses and lengths, options
+            // and buffers) of a loss whose table does not depend on the data's contents.
+            let kernel = self.kernel(repeat.variant).map_err(|e| CallError::Fatal(e.into()))?;
+            let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, repeat.rows, repeat.classes);
+            return Ok(finish::<T>(repeat.mode, repeat.denom, repeat.nothing, total));
+        }
+        s.repeat = None;
+        let bound = bind(prog, args, opts.rows, s)?;
         let (rows, classes) = (bound.rows, bound.classes);
         let mode = opts.reduce.unwrap_or(prog.reduce);
         // Pre-passes over the data, in index order: batch values, requirements, index masks.
-        let mut batch_values: HashMap<NodeId, T> = HashMap::new();
-        for (i, node) in prog.graph.nodes().iter().enumerate() {
-            if !node.op.is_batch() {
-                continue;
-            }
-            let arg = node.args[0];
-            let how = match node.op {
+        s.batch.clear();
+        for &(id, op, arg) in &self.batch_nodes {
+            let how = match op {
                 Op::BatchAll => PrePass::Zeros,
                 Op::BatchAny => PrePass::Nonzeros,
                 _ => PrePass::Values,
             };
-            let s = self.sum(arg, how, &bound, &batch_values)?;
-            let v = match node.op {
-                Op::BatchAll => T::from_f64(if s == 0.0 { 1.0 } else { 0.0 }),
-                Op::BatchAny => T::from_f64(if s > 0.0 { 1.0 } else { 0.0 }),
-                _ => T::from_f64(s),
+            let sum = self.sum(arg, how, bound, s)?;
+            let v = match op {
+                Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
+                Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
+                _ => T::from_f64(sum),
             };
-            batch_values.insert(NodeId(i as u32), v);
+            s.batch.push((id, v));
         }
         for req in &prog.requires {
-            if self.sum(req.cond, PrePass::Zeros, &bound, &batch_values)? > 0.0 {
+            if self.sum(req.cond, PrePass::Zeros, bound, s)? > 0.0 {
                 return Err(CallError::Diagnose);
             }
         }
-        if bound.any_invalid && self.sum(prog.weight, PrePass::UnmaskedInvalid, &bound, &batch_values)? > 0.0 {
+        if bound.any_invalid && self.sum(prog.weight, PrePass::UnmaskedInvalid, bound, s)? > 0.0 {
             return Err(CallError::Diagnose);
         }
         let n_items = if prog.loss_kind == Kind::Class { rows * classes } else { rows };
@@ -387,13 +555,13 @@ impl JitLoss {
             ReduceMode::Mean | ReduceMode::MeanOrZero => Some(match prog.graph.constant(prog.over) {
                 Some(d) => d * n_items as f64,
                 None => {
-                    let s = self.sum(prog.over, PrePass::Values, &bound, &batch_values)?;
+                    let sum = self.sum(prog.over, PrePass::Values, bound, s)?;
                     let reps = if prog.graph.kind(prog.over) != Kind::Class && prog.loss_kind == Kind::Class {
                         classes
                     } else {
                         1
                     };
-                    s * reps as f64
+                    sum * reps as f64
                 }
             }),
             ReduceMode::BatchMean => Some(opts.batch.unwrap_or(rows) as f64),
@@ -410,7 +578,7 @@ impl JitLoss {
         if hess && prog.derivs.iter().any(|d| d.hess.is_none()) {
             return Err(CallError::Fatal(Diagnostic::error_nowhere("the Hessian was not compiled into this loss")));
         }
-        for (what, bufs) in [("gradient", &out.grad), ("Hessian", &out.hess)] {
+        for (what, bufs) in [("gradient", &*out.grad), ("Hessian", &*out.hess)] {
             if !bufs.is_empty() && bufs.len() != prog.derivs.len() {
                 return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
                     "{} {what} buffers given for {} preds",
@@ -419,42 +587,46 @@ impl JitLoss {
                 ))));
             }
             for (buf, d) in bufs.iter().zip(&prog.derivs) {
-                if buf.len() != bound.given[d.input as usize] {
+                if buf.len() != s.given[d.input as usize] {
                     return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
                         "the {what} buffer of `{}` holds {} values but the pred has {}",
                         prog.inputs[d.input as usize].name,
                         buf.len(),
-                        bound.given[d.input as usize]
+                        s.given[d.input as usize]
                     ))));
                 }
             }
         }
         let seed_array = mode == ReduceMode::None;
         let kernel = self.kernel(Variant::Main { grad, hess, seed_array }).map_err(|e| CallError::Fatal(e.into()))?;
-        let mut table = bound.table(&kernel.layout);
-        let seed: Vec<T> = if seed_array {
-            match opts.upstream {
-                Some(up) if up.len() == n_items => up.to_vec(),
-                Some(up) if up.len() == 1 => vec![up[0]; n_items],
-                Some(_) => {
-                    return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
-                        "the upstream gradient must hold {n_items} values"
-                    ))))
-                }
-                None => vec![T::ONE; n_items],
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        s.seed.clear();
+        let seed_ptr = match opts.upstream {
+            Some(up) if seed_array && up.len() == n_items => up.as_ptr(),
+            Some(up) if seed_array && up.len() == 1 => {
+                s.seed.resize(n_items, up[0]);
+                s.seed.as_ptr()
             }
-        } else {
-            Vec::new()
+            Some(_) if seed_array => {
+                return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
+                    "the upstream gradient must hold {n_items} values"
+                ))))
+            }
+            None if seed_array => {
+                s.seed.resize(n_items, T::ONE);
+                s.seed.as_ptr()
+            }
+            _ => s.seed.as_ptr(),
         };
-        table[kernel.layout.seed_slot()] = seed.as_ptr() as usize;
+        s.table[kernel.layout.seed_slot()] = seed_ptr as usize;
         // Outputs: straight into the caller's buffers, or into full-size scratch for preds
         // given as one number or one row (summed back below).
-        let mut scratch: Vec<Vec<T>> = Vec::new();
+        s.folds.clear();
         let mut store_k = 0;
         if seed_array {
             match out.loss_items.as_deref_mut() {
                 Some(items) if items.len() == n_items => {
-                    table[kernel.layout.store_slot(0)] = items.as_mut_ptr() as usize
+                    s.table[kernel.layout.store_slot(0)] = items.as_mut_ptr() as usize
                 }
                 _ => {
                     return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
@@ -464,56 +636,69 @@ impl JitLoss {
             }
             store_k = 1;
         }
-        let mut folds: Vec<(usize, usize)> = Vec::new(); // (store index, scratch index)
-        for bufs in [&mut out.grad, &mut out.hess] {
+        for bufs in [&mut *out.grad, &mut *out.hess] {
             for (buf, d) in bufs.iter_mut().zip(&prog.derivs) {
                 let full = if prog.graph.input_kind(d.input) == Kind::Class { rows * classes } else { rows };
                 if buf.len() == full {
-                    table[kernel.layout.store_slot(store_k)] = buf.as_mut_ptr() as usize;
+                    s.table[kernel.layout.store_slot(store_k)] = buf.as_mut_ptr() as usize;
                 } else {
-                    scratch.push(vec![T::ZERO; full]);
-                    table[kernel.layout.store_slot(store_k)] =
-                        scratch.last_mut().map_or(0, |v| v.as_mut_ptr() as usize);
-                    folds.push((store_k, scratch.len() - 1));
+                    let k = s.folds.len();
+                    if s.derivs.len() <= k {
+                        s.derivs.push(Vec::new());
+                    }
+                    s.derivs[k].clear();
+                    s.derivs[k].resize(full, T::ZERO);
+                    s.table[kernel.layout.store_slot(store_k)] = s.derivs[k].as_mut_ptr() as usize;
+                    s.folds.push((store_k, k));
                 }
                 store_k += 1;
             }
         }
-        let uniforms = uniform_bytes(&kernel, classes, seed_uniform, &batch_values);
-        let total = run_chunks(&kernel, &PtrTable(table), &uniforms, rows, classes);
+        fill_uniforms(&mut s.uniforms, kernel, classes, seed_uniform, &s.batch);
+        let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, rows, classes);
+        // The table depends only on addresses when nothing was copied, sanitised, folded or
+        // summed from the data's contents: an identical call may then reuse it.
+        let from_contents = bound.copied
+            || bound.any_invalid
+            || !s.folds.is_empty()
+            || !self.batch_nodes.is_empty()
+            || !prog.requires.is_empty()
+            || s.indices.iter().any(|i| !i.is_empty())
+            || (matches!(mode, ReduceMode::Mean | ReduceMode::MeanOrZero) && prog.graph.constant(prog.over).is_none())
+            || (seed_array && opts.upstream.is_some_and(|u| u.len() != n_items));
+        if !from_contents {
+            let variant = Variant::Main { grad, hess, seed_array };
+            s.repeat = Repeat::new(self.id, args, opts, out, variant, (rows, classes), (mode, denom, nothing));
+        }
         // Fold scratch derivatives back to the length the pred was given with.
         let mut k = usize::from(seed_array);
-        for bufs in [&mut out.grad, &mut out.hess] {
+        for bufs in [&mut *out.grad, &mut *out.hess] {
             for (buf, d) in bufs.iter_mut().zip(&prog.derivs) {
-                if let Some((_, sidx)) = folds.iter().find(|(sk, _)| *sk == k).filter(|_| !buf.is_empty()) {
+                if let Some(&(_, sidx)) = s.folds.iter().find(|(sk, _)| *sk == k).filter(|_| !buf.is_empty()) {
                     let row = if prog.graph.input_kind(d.input) == Kind::Class { classes } else { 1 };
-                    let mut acc = vec![0.0f64; buf.len()];
-                    for (i, v) in scratch[*sidx].iter().enumerate() {
+                    s.acc.clear();
+                    s.acc.resize(buf.len(), 0.0);
+                    for (i, v) in s.derivs[sidx].iter().enumerate() {
                         let slot = if buf.len() == 1 { 0 } else { i % row };
-                        acc[slot] += v.to_f64();
+                        s.acc[slot] += v.to_f64();
                     }
-                    for (b, a) in buf.iter_mut().zip(acc) {
-                        *b = T::from_f64(a);
+                    for (b, a) in buf.iter_mut().zip(&s.acc) {
+                        *b = T::from_f64(*a);
                     }
                 }
                 k += 1;
             }
         }
-        Ok(match (mode, denom) {
-            _ if nothing => 0.0,
-            (ReduceMode::None, _) => total,
-            (_, Some(d)) => T::from_f64(total / d).to_f64(),
-            (_, None) => T::from_f64(total).to_f64(),
-        })
+        Ok(finish::<T>(mode, denom, nothing, total))
     }
 
-    /// Σ of a pre-pass transform of `node` over the data.
+    /// Σ of a pre-pass transform of `node` over the data bound in `s`.
     fn sum<T: Real + Element>(
         &self,
         node: NodeId,
         how: PrePass,
-        bound: &Bound<'_, T>,
-        batch: &HashMap<NodeId, T>,
+        bound: Bound,
+        s: &mut Scratch<T>,
     ) -> Result<f64, CallError> {
         let prog = &*self.lowered;
         if let (Some(c), PrePass::Values) = (prog.graph.constant(node), how) {
@@ -521,9 +706,199 @@ impl JitLoss {
             return Ok(c * n as f64);
         }
         let kernel = self.kernel(Variant::Sum(node, how)).map_err(|e| CallError::Fatal(e.into()))?;
-        let table = bound.table(&kernel.layout);
-        let uniforms = uniform_bytes(&kernel, bound.classes, T::ONE, batch);
-        Ok(run_chunks(&kernel, &PtrTable(table), &uniforms, bound.rows, bound.classes))
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::ONE, &s.batch);
+        Ok(run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, bound.rows, bound.classes))
+    }
+}
+
+/// The value-and-gradient kernel alone, bound once to one call's data: what a caller that
+/// skipped every check and binding step would run. It exists for the overhead benchmark
+/// (`benches/api.rs`) and is not part of the API.
+#[doc(hidden)]
+pub struct DirectKernel<'a, T> {
+    kernel: &'a Kernel,
+    scratch: Scratch<T>,
+    rows: usize,
+    classes: usize,
+    /// The table holds pointers into the inputs and the gradient buffer.
+    _borrows: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<T> DirectKernel<'_, T> {
+    /// Runs the kernel over every row: Σ W·l, with the gradient (seeded 1/n) written.
+    pub fn run(&self) -> f64 {
+        run_chunks(self.kernel, &PtrTable(&self.scratch.table), &self.scratch.uniforms, self.rows, self.classes)
+    }
+}
+
+impl JitLoss {
+    /// Binds `args` and `grad` (the full-length gradient of a loss's only pred) for
+    /// [`DirectKernel::run`]; see there.
+    ///
+    /// # Errors
+    /// Inputs the typed call would reject, a loss with pre-passes or several preds, or a
+    /// gradient buffer that is not full length.
+    #[doc(hidden)]
+    pub fn direct<'a, T: Element>(
+        &'a self,
+        args: &[Arg<'a, T>],
+        rows: usize,
+        grad: &'a mut [T],
+    ) -> Result<DirectKernel<'a, T>, CallError> {
+        let prog = &*self.lowered;
+        let unsupported = || CallError::Fatal(Diagnostic::error_nowhere("no direct kernel for this loss or data"));
+        if T::DTYPE != prog.dtype || prog.derivs.len() != 1 || prog.graph.constant(prog.over).is_none() {
+            return Err(unsupported());
+        }
+        if !prog.requires.is_empty() || prog.graph.nodes().iter().any(|n| n.op.is_batch()) {
+            return Err(unsupported());
+        }
+        let mut s = Scratch::new();
+        let bound = bind(prog, args, Some(rows), &mut s)?;
+        let n_items = if prog.loss_kind == Kind::Class { bound.rows * bound.classes } else { bound.rows };
+        if bound.any_invalid || grad.len() != s.given[prog.derivs[0].input as usize] {
+            return Err(unsupported());
+        }
+        let kernel = self
+            .kernel(Variant::Main { grad: true, hess: false, seed_array: false })
+            .map_err(|e| CallError::Fatal(e.into()))?;
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        s.table[kernel.layout.seed_slot()] = s.seed.as_ptr() as usize;
+        s.table[kernel.layout.store_slot(0)] = grad.as_mut_ptr() as usize;
+        fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::from_f64(1.0 / n_items as f64), &[]);
+        Ok(DirectKernel {
+            kernel,
+            scratch: s,
+            rows: bound.rows,
+            classes: bound.classes,
+            _borrows: std::marker::PhantomData,
+        })
+    }
+}
+
+/// The reduced loss from the kernel's Σ W·l.
+fn finish<T: Element>(mode: ReduceMode, denom: Option<f64>, nothing: bool, total: f64) -> f64 {
+    match (mode, denom) {
+        _ if nothing => 0.0,
+        (ReduceMode::None, _) => total,
+        (_, Some(d)) => T::from_f64(total / d).to_f64(),
+        (_, None) => T::from_f64(total).to_f64(),
+    }
+}
+
+/// Most arguments, name bytes and output buffers a [`Repeat`] remembers.
+const REPEAT_ARGS: usize = 8;
+const REPEAT_NAME: usize = 32;
+const REPEAT_BUFS: usize = 4;
+
+/// What identifies a call whose bound table can be reused: the loss, each argument's name
+/// (its bytes: a name's address may be reused for another name) and data (address, length,
+/// type), the options, and every output buffer's address and length. Data addresses are
+/// compared, never dereferenced.
+#[derive(Clone, Copy)]
+struct RepeatKey {
+    loss: u64,
+    n_args: usize,
+    names: [([u8; REPEAT_NAME], usize); REPEAT_ARGS],
+    data: [(usize, usize, u8); REPEAT_ARGS],
+    rows: Option<usize>,
+    reduce: Option<ReduceMode>,
+    batch: Option<usize>,
+    upstream: Option<(usize, usize)>,
+    n_grad: usize,
+    n_hess: usize,
+    bufs: [(usize, usize); 2 * REPEAT_BUFS],
+    items: Option<(usize, usize)>,
+}
+
+impl RepeatKey {
+    /// The key of a call, if it is small enough to remember.
+    fn of<T>(loss: u64, args: &[Arg<'_, T>], opts: &CallOptions<'_, T>, out: &Outputs<'_, '_, T>) -> Option<RepeatKey> {
+        if args.len() > REPEAT_ARGS || out.grad.len() > REPEAT_BUFS || out.hess.len() > REPEAT_BUFS {
+            return None;
+        }
+        let mut key = RepeatKey {
+            loss,
+            n_args: args.len(),
+            names: [([0; REPEAT_NAME], 0); REPEAT_ARGS],
+            data: [(0, 0, 0); REPEAT_ARGS],
+            rows: opts.rows,
+            reduce: opts.reduce,
+            batch: opts.batch,
+            upstream: opts.upstream.map(|u| (u.as_ptr() as usize, u.len())),
+            n_grad: out.grad.len(),
+            n_hess: out.hess.len(),
+            bufs: [(0, 0); 2 * REPEAT_BUFS],
+            items: out.loss_items.as_deref().map(|v| (v.as_ptr() as usize, v.len())),
+        };
+        for (i, a) in args.iter().enumerate() {
+            let name = a.name.as_bytes();
+            key.names[i].0.get_mut(..name.len())?.copy_from_slice(name);
+            key.names[i].1 = name.len();
+            key.data[i] = match a.data {
+                Data::Values(v) => (v.as_ptr() as usize, v.len(), 0),
+                Data::I32(v) => (v.as_ptr() as usize, v.len(), 1),
+                Data::I64(v) => (v.as_ptr() as usize, v.len(), 2),
+            };
+        }
+        for (i, b) in out.grad.iter().chain(out.hess.iter()).enumerate() {
+            key.bufs[i] = (b.as_ptr() as usize, b.len());
+        }
+        Some(key)
+    }
+}
+
+/// A remembered call: its key and what the result needs besides the kernel's sum.
+struct Repeat {
+    key: RepeatKey,
+    variant: Variant,
+    rows: usize,
+    classes: usize,
+    mode: ReduceMode,
+    denom: Option<f64>,
+    nothing: bool,
+}
+
+impl Repeat {
+    fn new<T>(
+        loss: u64,
+        args: &[Arg<'_, T>],
+        opts: &CallOptions<'_, T>,
+        out: &Outputs<'_, '_, T>,
+        variant: Variant,
+        (rows, classes): (usize, usize),
+        (mode, denom, nothing): (ReduceMode, Option<f64>, bool),
+    ) -> Option<Repeat> {
+        let key = RepeatKey::of(loss, args, opts, out)?;
+        Some(Repeat { key, variant, rows, classes, mode, denom, nothing })
+    }
+
+    /// True when the call is the remembered one (compared in place, without building a key).
+    fn matches<T>(&self, loss: u64, args: &[Arg<'_, T>], opts: &CallOptions<'_, T>, out: &Outputs<'_, '_, T>) -> bool {
+        let k = &self.key;
+        let span = |v: &[T]| (v.as_ptr() as usize, v.len());
+        if k.loss != loss
+            || k.n_args != args.len()
+            || k.rows != opts.rows
+            || k.reduce != opts.reduce
+            || k.batch != opts.batch
+            || k.upstream != opts.upstream.map(span)
+            || k.n_grad != out.grad.len()
+            || k.n_hess != out.hess.len()
+            || k.items != out.loss_items.as_deref().map(span)
+        {
+            return false;
+        }
+        let same_args = args.iter().zip(&k.names).zip(&k.data).all(|((a, (bytes, len)), data)| {
+            let here = match a.data {
+                Data::Values(v) => (v.as_ptr() as usize, v.len(), 0),
+                Data::I32(v) => (v.as_ptr() as usize, v.len(), 1),
+                Data::I64(v) => (v.as_ptr() as usize, v.len(), 2),
+            };
+            here == *data && bytes.get(..*len) == Some(a.name.as_bytes())
+        });
+        same_args && out.grad.iter().chain(out.hess.iter()).zip(&k.bufs).all(|(b, kb)| span(b) == *kb)
     }
 }
 
@@ -545,20 +920,75 @@ pub struct Arg<'a, T> {
     pub data: Data<'a, T>,
 }
 
-fn uniform_bytes<T: Real + Element>(kernel: &Kernel, classes: usize, seed: T, batch: &HashMap<NodeId, T>) -> Vec<u8> {
-    let values: Vec<T> = kernel
-        .slot_sources
-        .iter()
-        .map(|s| match s {
-            SlotSource::Classes => T::from_f64(classes as f64),
-            SlotSource::Seed => seed,
-            SlotSource::Batch(id) => batch.get(id).copied().unwrap_or(T::ZERO),
-        })
-        .collect();
-    T::bytes(&values)
+impl<'a, T> Arg<'a, T> {
+    /// Numbers in the compute type (for any input; index targets must be integral).
+    pub fn values(name: &'a str, data: &'a [T]) -> Arg<'a, T> {
+        Arg { name, data: Data::Values(data) }
+    }
+
+    /// 32-bit class indices for an index target.
+    pub fn i32(name: &'a str, data: &'a [i32]) -> Arg<'a, T> {
+        Arg { name, data: Data::I32(data) }
+    }
+
+    /// 64-bit class indices for an index target.
+    pub fn i64(name: &'a str, data: &'a [i64]) -> Arg<'a, T> {
+        Arg { name, data: Data::I64(data) }
+    }
 }
 
-fn run_chunks(kernel: &Kernel, table: &PtrTable, uniforms: &[u8], rows: usize, classes: usize) -> f64 {
+/// Every kernel variant `prog` can need: value/gradient/Hessian kernels with either seed,
+/// and the pre-pass sums that `JitLoss::call_in` asks for.
+fn plan_variants(prog: &Program) -> Vec<Variant> {
+    let mut variants = Vec::new();
+    for grad in [true, false] {
+        for hess in [false, true] {
+            for seed_array in [false, true] {
+                variants.push(Variant::Main { grad, hess, seed_array });
+            }
+        }
+    }
+    let mut sums = Vec::new();
+    for node in prog.graph.nodes() {
+        match node.op {
+            Op::BatchAll => sums.push((node.args[0], PrePass::Zeros)),
+            Op::BatchAny => sums.push((node.args[0], PrePass::Nonzeros)),
+            op if op.is_batch() => sums.push((node.args[0], PrePass::Values)),
+            _ => {}
+        }
+    }
+    sums.extend(prog.requires.iter().map(|r| (r.cond, PrePass::Zeros)));
+    sums.push((prog.over, PrePass::Values));
+    sums.push((prog.weight, PrePass::UnmaskedInvalid));
+    for (node, how) in sums {
+        let v = Variant::Sum(node, how);
+        if !variants.contains(&v) {
+            variants.push(v);
+        }
+    }
+    variants
+}
+
+/// The uniform array of `kernel`: C, the seed and the `batch_*` values, as bytes.
+fn fill_uniforms<T: Real + Element>(
+    buf: &mut Vec<u8>,
+    kernel: &Kernel,
+    classes: usize,
+    seed: T,
+    batch: &[(NodeId, T)],
+) {
+    buf.clear();
+    for source in &kernel.slot_sources {
+        let v = match source {
+            SlotSource::Classes => T::from_f64(classes as f64),
+            SlotSource::Seed => seed,
+            SlotSource::Batch(id) => batch.iter().find(|(n, _)| n == id).map_or(T::ZERO, |(_, v)| *v),
+        };
+        v.push_bytes(buf);
+    }
+}
+
+fn run_chunks(kernel: &Kernel, table: &PtrTable<'_>, uniforms: &[u8], rows: usize, classes: usize) -> f64 {
     let chunk_rows = (CHUNK_ELEMENTS / classes.max(1)).max(1);
     let n_chunks = rows.div_ceil(chunk_rows);
     let size = kernel.elem_size;
@@ -581,44 +1011,51 @@ fn run_chunks(kernel: &Kernel, table: &PtrTable, uniforms: &[u8], rows: usize, c
     }
 }
 
-impl<T: Copy> Bound<'_, T> {
-    /// The pointer table for `layout` (stores and seed left null for the caller).
-    fn table(&self, layout: &Layout) -> Vec<usize> {
-        let mut t = vec![0usize; layout.n_ptrs()];
-        let n = self.ptrs.len().min(layout.n_inputs);
-        t[..n].copy_from_slice(&self.ptrs[..n]);
-        for (i, idx) in self.indices.iter().enumerate().take(layout.n_inputs) {
-            if !idx.is_empty() {
-                t[layout.n_inputs + i] = idx.as_ptr() as usize;
-            }
+/// The pointer table for `layout` (stores and seed left null for the caller).
+fn fill_table(table: &mut Vec<usize>, layout: &Layout, ptrs: &[usize], indices: &[Vec<i32>]) {
+    table.clear();
+    table.resize(layout.n_ptrs(), 0);
+    let n = ptrs.len().min(layout.n_inputs);
+    table[..n].copy_from_slice(&ptrs[..n]);
+    for (i, idx) in indices.iter().enumerate().take(layout.n_inputs) {
+        if !idx.is_empty() {
+            table[layout.n_inputs + i] = idx.as_ptr() as usize;
         }
-        t
     }
 }
 
-/// Checks lengths and binds the inputs: `Diagnose` on anything the interpreter would reject.
-fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usize>) -> Result<Bound<'a, T>, CallError> {
-    for a in args {
-        if prog.input(a.name).is_none() {
-            return Err(CallError::Diagnose);
+/// Checks lengths and binds the inputs into `s`: `Diagnose` on anything the interpreter
+/// would reject.
+fn bind<T: Real>(
+    prog: &Program,
+    args: &[Arg<'_, T>],
+    rows_hint: Option<usize>,
+    s: &mut Scratch<T>,
+) -> Result<Bound, CallError> {
+    // Which argument feeds each input (a later argument of the same name wins).
+    let n_inputs = prog.inputs.len();
+    s.slots.clear();
+    s.slots.resize(n_inputs, usize::MAX);
+    for (i, a) in args.iter().enumerate() {
+        match prog.inputs.iter().position(|d| d.name == a.name) {
+            Some(n) => s.slots[n] = i,
+            None => return Err(CallError::Diagnose),
         }
     }
-    let find = |name: &str| args.iter().rev().find(|a| a.name == name).map(|a| a.data);
+    let slots = &s.slots;
+    let find = |n: usize| args.get(slots[n]).map(|a| a.data);
+    let is_pred = |n: usize| prog.inputs[n].role == crate::program::Role::Pred;
+    // Preds first, then the other inputs, each in declaration order.
+    let pred_first = (0..n_inputs).filter(|n| is_pred(*n)).chain((0..n_inputs).filter(|n| !is_pred(*n)));
     let (rows, classes) = if prog.class_axis {
         let Some(rows) = rows_hint else {
             return Err(CallError::Fatal(Diagnostic::error_nowhere(
                 "a loss with a class axis needs the number of rows",
             )));
         };
-        let first = prog
-            .inputs
-            .iter()
-            .filter(|i| i.layout == InputLayout::Classes)
-            .filter(|i| i.role == crate::program::Role::Pred)
-            .chain(
-                prog.inputs.iter().filter(|i| i.layout == InputLayout::Classes && i.role != crate::program::Role::Pred),
-            )
-            .find_map(|i| find(&i.name).filter(|d| d.len() != 1 || i.role == crate::program::Role::Pred));
+        let first = pred_first
+            .filter(|n| prog.inputs[*n].layout == InputLayout::Classes)
+            .find_map(|n| find(n).filter(|d| d.len() != 1 || is_pred(n)));
         let Some(d) = first else { return Err(CallError::Diagnose) };
         match (rows, d.len()) {
             // No rows: nothing is computed, and any class count will do.
@@ -628,36 +1065,39 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
             (r, n) => (r, n / r),
         }
     } else {
-        let mut n = None;
-        for decl in prog
-            .inputs
-            .iter()
-            .filter(|i| i.role == crate::program::Role::Pred)
-            .chain(prog.inputs.iter().filter(|i| i.role != crate::program::Role::Pred))
-        {
-            let Some(d) = find(&decl.name) else { continue };
+        let mut len = None;
+        for n in pred_first {
+            let Some(d) = find(n) else { continue };
             if d.len() == 1 {
                 continue;
             }
-            match n {
-                None => n = Some(d.len()),
+            match len {
+                None => len = Some(d.len()),
                 Some(m) if m != d.len() => return Err(CallError::Diagnose),
                 _ => {}
             }
         }
-        (n.unwrap_or(1), 1)
+        (len.unwrap_or(1), 1)
     };
-    let mut ptrs = vec![0usize; prog.inputs.len()];
-    let mut indices = vec![Vec::new(); prog.inputs.len()];
-    let mut owned: Vec<Vec<T>> = Vec::new();
-    let mut given = vec![1usize; prog.inputs.len()];
+    s.ptrs.clear();
+    s.ptrs.resize(n_inputs, 0);
+    s.given.clear();
+    s.given.resize(n_inputs, 1);
+    if s.indices.len() < n_inputs {
+        s.indices.resize_with(n_inputs, Vec::new);
+    }
+    if s.owned.len() < n_inputs {
+        s.owned.resize_with(n_inputs, Vec::new);
+    }
+    s.indices.iter_mut().for_each(Vec::clear);
     let mut any_invalid = false;
+    let mut copied = false;
     for (n, decl) in prog.inputs.iter().enumerate() {
-        let data = match (find(&decl.name), decl.default) {
+        let data = match (args.get(s.slots[n]).map(|a| a.data), decl.default) {
             (Some(d), _) => Some(d),
             (None, Some(_)) => None,
             (None, None) if !decl.used => {
-                given[n] = 0;
+                s.given[n] = 0;
                 continue;
             }
             (None, None) => return Err(CallError::Diagnose),
@@ -665,29 +1105,26 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
         let row = if decl.layout == InputLayout::Classes { classes } else { 1 };
         let full = rows * row;
         let len = data.map_or(1, |d| d.len());
-        given[n] = len;
+        s.given[n] = len;
         let ok = len == 1 || len == full || (decl.layout == InputLayout::Classes && len == classes);
         if !ok {
             return Err(CallError::Diagnose);
         }
-        let values: Option<&[T]> = match data {
-            Some(Data::Values(v)) => Some(v),
-            _ => None,
+        // The value of element `i` of the data as given, in f64.
+        let at = |i: usize| -> f64 {
+            match data {
+                Some(Data::Values(v)) => v[i].to_f64(),
+                Some(Data::I32(v)) => f64::from(v[i]),
+                #[allow(clippy::cast_precision_loss)]
+                Some(Data::I64(v)) => v[i] as f64,
+                None => decl.default.unwrap_or(f64::NAN),
+            }
         };
         if decl.layout == InputLayout::Index {
-            let at = |r: usize| -> f64 {
-                let i = if len == 1 { 0 } else { r };
-                match data {
-                    Some(Data::Values(v)) => v[i].to_f64(),
-                    Some(Data::I32(v)) => f64::from(v[i]),
-                    #[allow(clippy::cast_precision_loss)]
-                    Some(Data::I64(v)) => v[i] as f64,
-                    None => f64::NAN,
-                }
-            };
-            let mut idx = Vec::with_capacity(rows);
+            let idx = &mut s.indices[n];
+            idx.reserve(rows);
             for r in 0..rows {
-                let k = at(r);
+                let k = at(if len == 1 { 0 } else { r });
                 if !(k.is_finite() && k.fract() == 0.0) {
                     return Err(CallError::Diagnose);
                 }
@@ -698,56 +1135,42 @@ fn bind<'a, T: Real>(prog: &Program, args: &[Arg<'a, T>], rows_hint: Option<usiz
                     idx.push(-1);
                 }
             }
-            indices[n] = idx;
         }
-        match values {
-            Some(v) if len == full => ptrs[n] = v.as_ptr() as usize,
+        match data {
+            Some(Data::Values(v)) if len == full => s.ptrs[n] = v.as_ptr() as usize,
             _ => {
-                let src: Vec<T> = match data {
-                    Some(Data::Values(v)) => v.to_vec(),
-                    Some(Data::I32(v)) => v.iter().map(|x| T::from_f64(f64::from(*x))).collect(),
-                    #[allow(clippy::cast_precision_loss)]
-                    Some(Data::I64(v)) => v.iter().map(|x| T::from_f64(*x as f64)).collect(),
-                    None => vec![T::from_f64(decl.default.unwrap_or(f64::NAN))],
-                };
-                owned.push(expand(&src, full, row));
-                ptrs[n] = owned.last().map_or(0, |v| v.as_ptr() as usize);
+                // One number, one row, or integer data: repeated and converted to full length.
+                copied |= data.is_some();
+                let owned = &mut s.owned[n];
+                owned.clear();
+                owned.reserve(full);
+                owned.extend((0..full).map(|i| T::from_f64(at(if len == 0 { 0 } else { i % len }))));
+                s.ptrs[n] = owned.as_ptr() as usize;
             }
         }
     }
-    Ok(Bound { rows, classes, ptrs, indices, _owned: owned, any_invalid, given, _marker: std::marker::PhantomData })
+    Ok(Bound { rows, classes, any_invalid, copied })
 }
 
-/// Element types the kernels compute in.
-pub trait Element: Copy {
+/// Element types the kernels compute in: `f32` and `f64`.
+pub trait Element: Real {
     /// The dtype of this type.
     const DTYPE: Dtype;
-    /// The values' bytes, for the uniform array.
-    fn bytes(v: &[Self]) -> Vec<u8>;
+    /// Appends the value's bytes (native order) to the uniform array.
+    fn push_bytes(self, out: &mut Vec<u8>);
 }
 
 impl Element for f32 {
     const DTYPE: Dtype = Dtype::F32;
-    fn bytes(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    fn push_bytes(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_ne_bytes());
     }
 }
 
 impl Element for f64 {
     const DTYPE: Dtype = Dtype::F64;
-    fn bytes(v: &[f64]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
-    }
-}
-
-/// `data` (1 value, one row of `row` values, or `full`) repeated to `full` values.
-fn expand<T: Copy>(data: &[T], full: usize, row: usize) -> Vec<T> {
-    if data.len() == full {
-        data.to_vec()
-    } else if data.len() == 1 {
-        vec![data[0]; full]
-    } else {
-        data.iter().copied().cycle().take(full).take(full.max(row)).collect()
+    fn push_bytes(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_ne_bytes());
     }
 }
 
