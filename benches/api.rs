@@ -38,6 +38,8 @@ struct Data {
 
 fn data(case: &str, n: usize) -> Data {
     let loss = Loss::new(source(case)).expect("valid loss");
+    // Time the optimized kernels, not the quick ones a new loss starts with.
+    loss.jit().optimize_now().expect("optimizes");
     let p: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 101.0) * 4.0 - 2.0).collect();
     let y: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
     let classes = if case == "cross_entropy" { CLASSES } else { 1 };

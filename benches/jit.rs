@@ -47,17 +47,36 @@ fn data(n: usize, classes: usize) -> (Vec<f32>, Vec<f32>) {
     (p, y)
 }
 
-/// Source text to a callable value-and-gradient kernel.
+/// Source text to a callable value-and-gradient kernel (the quick tier).
 #[divan::bench(args = ["mse", "huber", "bce_logits", "cross_entropy"])]
 fn compile_time(name: &str) {
     let prog = compile(source(name), &options()).expect("valid loss");
-    black_box(JitLoss::new(prog).expect("compiles"));
+    black_box(JitLoss::new_quick(prog).expect("compiles"));
+}
+
+/// Source text to the optimized kernel the background optimizer installs.
+#[divan::bench(args = ["mse", "huber", "bce_logits", "cross_entropy"])]
+fn compile_time_optimized(name: &str) {
+    let prog = compile(source(name), &options()).expect("valid loss");
+    let jit = JitLoss::new_quick(prog).expect("compiles");
+    jit.optimize_now().expect("optimizes");
+    black_box(jit);
 }
 
 fn call(bencher: Bencher, name: &str, n: usize) {
     let classes = if name == "cross_entropy" { 64 } else { 1 };
     let jit = JitLoss::new(compile(source(name), &options()).expect("valid loss")).expect("compiles");
     let (p, y) = data(n, classes);
+    // Time the optimized kernels (the ones a trainer runs after its first calls).
+    let first = [Arg { name: "p", data: Data::Values(&p) }, Arg { name: "y", data: Data::Values(&y) }];
+    let rows0 = if classes > 1 { n / classes } else { n };
+    let mut g0 = vec![0.0f32; p.len()];
+    let _ = jit.call(
+        &first,
+        &CallOptions { rows: Some(rows0), ..CallOptions::default() },
+        &mut Outputs { grad: &mut [g0.as_mut_slice()], hess: &mut [], loss_items: None },
+    );
+    jit.optimize_now().expect("optimizes");
     let mut grad = vec![0.0f32; p.len()];
     let args = [Arg { name: "p", data: Data::Values(&p) }, Arg { name: "y", data: Data::Values(&y) }];
     let rows = if classes > 1 { n / classes } else { n };

@@ -187,6 +187,47 @@ fn unused_inputs_need_no_data() {
     }
 }
 
+/// The quick kernels (no Cranelift optimization, single-pass register allocation) that make a
+/// loss callable at once and the optimized ones that replace them in the background come
+/// from the same IR: they must compute the same bits, for every formula of the suite and a
+/// stream of random losses, in f32 and f64, under every reduction.
+#[test]
+fn quick_and_optimized_kernels_compute_the_same_bits() {
+    let mut generator = Gen::new(Rng(0x7135_0001));
+    let mut data_rng = Rng(0x7135_0002);
+    let sources: Vec<String> =
+        CASES.iter().map(|c| c.src.to_string()).chain((0..120).map(|_| generator.loss())).collect();
+    let mut runs = 0;
+    for (i, src) in sources.iter().enumerate() {
+        let dtype = if i % 2 == 0 { Dtype::F64 } else { Dtype::F32 };
+        let reduce = [ReduceMode::Mean, ReduceMode::Sum, ReduceMode::None][i % 3];
+        let options = CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
+        let prog = compile(src, &options).expect("compiles");
+        let case =
+            CASES.get(i).map_or(common::Case { src: "", ranges: &[] }, |c| common::Case { src: "", ranges: c.ranges });
+        let data = inputs(&prog, &case, &mut data_rng);
+        let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        let opts = EvalOptions { reduce: Some(reduce), grad: true, hess: true, upstream: None };
+        let quick = JitLoss::new_quick(prog.clone()).expect("quick kernels");
+        let optimized = JitLoss::new_quick(prog).expect("kernels");
+        // Compile every variant the call needs in the quick tier, then optimize them.
+        let _ = optimized.evaluate(&refs, &opts);
+        optimized.optimize_now().expect("optimized kernels");
+        let (a, b) = (quick.evaluate(&refs, &opts), optimized.evaluate(&refs, &opts));
+        let (Ok(a), Ok(b)) = (a, b) else { continue };
+        for ((what, x), (_, y)) in flat(&a).into_iter().zip(flat(&b)) {
+            for (p, q) in x.iter().zip(&y) {
+                assert!(
+                    p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
+                    "{src}: {what}: quick {p} vs optimized {q}"
+                );
+            }
+        }
+        runs += 1;
+    }
+    assert!(runs > 150, "only {runs} losses ran");
+}
+
 /// Row kernels keep class values in per-thread scratch between passes and run a vector loop
 /// plus a scalar tail per pass: class counts around the vector width, with ties and
 /// non-finite entries in some rows, must agree with the interpreter everywhere.

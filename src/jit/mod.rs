@@ -199,7 +199,57 @@ pub struct JitLoss {
     batch_nodes: Vec<(NodeId, Op, NodeId)>,
     /// One slot per kernel the program can need (planned by [`plan_variants`]), each
     /// compiled on first use; looking one up takes no lock.
-    kernels: Vec<(Variant, OnceLock<Kernel>)>,
+    kernels: Arc<Kernels>,
+}
+
+/// The kernel slots of a loss, shared with the background optimizer (which holds them
+/// weakly, so a dropped loss is never optimized).
+struct Kernels {
+    /// `lowered` of the loss.
+    program: Arc<Program>,
+    /// One slot per kernel the program can need (planned by [`plan_variants`]).
+    slots: Vec<(Variant, Slot)>,
+    /// Whether quick kernels are upgraded in the background.
+    upgrade: bool,
+}
+
+/// A kernel in two tiers: the quick one is compiled on first use (so a loss is callable
+/// soon after its text arrives), the optimized one in the background; calls take the
+/// optimized kernel once it exists. Both are translated from the same Cranelift IR, so they
+/// compute the same numbers (checked bit for bit by `tests/jit.rs`).
+#[derive(Default)]
+struct Slot {
+    quick: OnceLock<Kernel>,
+    optimized: OnceLock<Kernel>,
+}
+
+/// The background optimizer: one thread for the process, fed jobs through a channel.
+mod optimizer {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// Queues `job` for the optimizer thread (or runs it here if the thread cannot start).
+    pub(super) fn spawn(job: Job) {
+        static TX: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+        let tx = TX.get_or_init(|| {
+            let (tx, rx) = channel::<Job>();
+            let started = std::thread::Builder::new().name("lossc-optimizer".into()).spawn(move || {
+                for job in rx {
+                    job();
+                }
+            });
+            started.ok().map(|_| Mutex::new(tx))
+        });
+        let rejected = match tx {
+            Some(tx) => tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(job).err().map(|e| e.0),
+            None => Some(job),
+        };
+        if let Some(job) = rejected {
+            job();
+        }
+    }
 }
 
 /// Rows per chunk are chosen so a chunk holds about this many elements; chunks are fixed by
@@ -339,20 +389,51 @@ impl JitLoss {
     /// # Errors
     /// A Cranelift error (a bug in lossc).
     pub fn new(program: Program) -> Result<JitLoss, JitError> {
+        Self::build(program, true)
+    }
+
+    fn build(program: Program, upgrade: bool) -> Result<JitLoss, JitError> {
         let mut lowered = program.clone();
         // sigmoid, softplus and log_sigmoid have inline code of their own.
         let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
         crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
-        let kernels = plan_variants(&lowered).into_iter().map(|v| (v, OnceLock::new())).collect();
+        let slots = plan_variants(&lowered).into_iter().map(|v| (v, Slot::default())).collect();
         let batch_nodes = (lowered.graph.nodes().iter().enumerate())
             .filter(|(_, node)| node.op.is_batch())
             .map(|(i, node)| (NodeId(i as u32), node.op, node.args[0]))
             .collect();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let jit = JitLoss { id, program: Arc::new(program), lowered: Arc::new(lowered), batch_nodes, kernels };
+        let lowered = Arc::new(lowered);
+        let kernels = Arc::new(Kernels { program: Arc::clone(&lowered), slots, upgrade });
+        let jit = JitLoss { id, program: Arc::new(program), lowered, batch_nodes, kernels };
         jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
         Ok(jit)
+    }
+
+    /// Like [`JitLoss::new`], but the quick kernels are never replaced by optimized ones:
+    /// for measuring the tiers, and for checking that they compute the same numbers.
+    ///
+    /// # Errors
+    /// As [`JitLoss::new`].
+    pub fn new_quick(program: Program) -> Result<JitLoss, JitError> {
+        Self::build(program, false)
+    }
+
+    /// Compiles, now, the optimized kernel of every variant compiled so far that lacks one
+    /// (normally the background optimizer does this soon after first use). For benchmarks,
+    /// which should time the optimized kernels.
+    ///
+    /// # Errors
+    /// A Cranelift error (a bug in lossc).
+    pub fn optimize_now(&self) -> Result<(), JitError> {
+        for (v, slot) in &self.kernels.slots {
+            if slot.quick.get().is_some() && slot.optimized.get().is_none() {
+                let k = compile_kernel(&self.kernels.program, *v, Tier::Optimized)?;
+                let _ = slot.optimized.set(k);
+            }
+        }
+        Ok(())
     }
 
     /// The program this loss runs.
@@ -363,14 +444,30 @@ impl JitLoss {
     /// The kernel of variant `v`, compiled on first use. Two threads asking for the same new
     /// variant at once may both compile it; one result is kept and the other freed.
     fn kernel(&self, v: Variant) -> Result<&Kernel, JitError> {
-        let Some((_, slot)) = self.kernels.iter().find(|(k, _)| *k == v) else {
+        let Some(n) = self.kernels.slots.iter().position(|(k, _)| *k == v) else {
             return Err(JitError { message: format!("kernel variant {v:?} was not planned") });
         };
-        if let Some(k) = slot.get() {
+        let slot = &self.kernels.slots[n].1;
+        if let Some(k) = slot.optimized.get().or_else(|| slot.quick.get()) {
             return Ok(k);
         }
-        let k = compile_kernel(&self.lowered, v)?;
-        Ok(slot.get_or_init(|| k))
+        let k = compile_kernel(&self.lowered, v, Tier::Quick)?;
+        let k = slot.quick.get_or_init(|| k);
+        if self.kernels.upgrade {
+            let weak = Arc::downgrade(&self.kernels);
+            optimizer::spawn(Box::new(move || {
+                // A loss dropped before its turn costs nothing more.
+                let Some(kernels) = weak.upgrade() else { return };
+                let slot = &kernels.slots[n].1;
+                if slot.optimized.get().is_none() {
+                    // On a Cranelift error the quick kernel simply stays.
+                    if let Ok(k) = compile_kernel(&kernels.program, v, Tier::Optimized) {
+                        let _ = slot.optimized.set(k);
+                    }
+                }
+            }));
+        }
+        Ok(k)
     }
 
     /// Evaluates like [`crate::eval::evaluate`], on the JIT kernels.
@@ -1182,7 +1279,7 @@ fn neumaier(xs: &[f64]) -> f64 {
     acc.sum()
 }
 
-fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
+fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
     let (roots, seed_uniform) = match v {
         Variant::Main { grad, hess, seed_array } => {
             let mut roots = vec![prog.loss, prog.weight];
@@ -1277,22 +1374,39 @@ fn compile_kernel(prog: &Program, v: Variant) -> Result<Kernel, JitError> {
         .collect();
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
-    let (mut module, features) = new_module()?;
+    let (mut module, features) = new_module(tier)?;
     let (id, scratch_slots) = codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features)?;
     let code = Code::finalize(module, id).map_err(|e| JitError::module(*e))?;
     let elem_size = if prog.dtype == Dtype::F64 { 8 } else { 4 };
     Ok(Kernel { code, layout, scratch_slots, elem_size, slot_sources })
 }
 
-/// The host ISA and its math features, built once per process: detecting the CPU and
-/// building the flags costs more than compiling a small kernel.
-fn host_isa() -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
-    static ISA: std::sync::OnceLock<Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), String>> =
-        std::sync::OnceLock::new();
-    let built = ISA.get_or_init(|| {
+/// How much work Cranelift puts into a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    /// No middle-end optimization, single-pass register allocation: callable in a fraction
+    /// of the time, about half as fast.
+    Quick,
+    /// `opt_level = speed` and the backtracking register allocator.
+    Optimized,
+}
+
+/// The host ISA of a tier and its math features, built once per process: detecting the
+/// CPU and building the flags costs more than compiling a small kernel.
+fn host_isa(tier: Tier) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
+    type Built = Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), String>;
+    static QUICK: OnceLock<Built> = OnceLock::new();
+    static OPTIMIZED: OnceLock<Built> = OnceLock::new();
+    let build = || -> Built {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| e.to_string());
-        set(&mut flags, "opt_level", "speed")?;
+        match tier {
+            Tier::Quick => {
+                set(&mut flags, "opt_level", "none")?;
+                set(&mut flags, "regalloc_algorithm", "single_pass")?;
+            }
+            Tier::Optimized => set(&mut flags, "opt_level", "speed")?,
+        }
         set(&mut flags, "is_pic", "false")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         if !cfg!(debug_assertions) {
@@ -1302,12 +1416,16 @@ fn host_isa() -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), 
         let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| e.to_string())?;
         let features = MathFeatures::from_isa(&*isa);
         Ok((isa, features))
-    });
+    };
+    let built = match tier {
+        Tier::Quick => QUICK.get_or_init(build),
+        Tier::Optimized => OPTIMIZED.get_or_init(build),
+    };
     built.clone().map_err(|message| JitError { message })
 }
 
-fn new_module() -> Result<(JITModule, MathFeatures), JitError> {
-    let (isa, features) = host_isa()?;
+fn new_module(tier: Tier) -> Result<(JITModule, MathFeatures), JitError> {
+    let (isa, features) = host_isa(tier)?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     for (name, ptr) in abi::libm_symbols() {
         builder.symbol(name, ptr);
