@@ -73,7 +73,8 @@ fuzz_target!(|data: &[u8]| {
     let mut grad = vec![0.0; rows * classes];
     for targets in [Data::I32(&i32s), Data::I64(&i64s)] {
         let args = [Arg { name: "input", data: Data::Values(&logits[..rows * classes]) }, Arg { name: "target", data: targets }];
-        let mut out = Outputs { grad: vec![&mut grad[..]], ..Outputs::default() };
+        let mut grads = [&mut grad[..]];
+        let mut out = Outputs { grad: &mut grads, ..Outputs::default() };
         let _ = ce.call(&args, &CallOptions { rows: Some(rows), ..CallOptions::default() }, &mut out);
     }
 });
