@@ -36,8 +36,16 @@ struct Data {
     rows: usize,
 }
 
+/// One compiled loss per case for the whole run, so that every variant times the same
+/// machine code (two compilations of one loss can differ by their code's alignment).
+fn compiled(case: &str) -> Loss {
+    static LOSSES: std::sync::OnceLock<Vec<(&str, Loss)>> = std::sync::OnceLock::new();
+    let all = LOSSES.get_or_init(|| CASES.iter().map(|c| (*c, Loss::new(source(c)).expect("valid loss"))).collect());
+    all.iter().find(|(c, _)| *c == case).map(|(_, l)| l.clone()).expect("a known case")
+}
+
 fn data(case: &str, n: usize) -> Data {
-    let loss = Loss::new(source(case)).expect("valid loss");
+    let loss = compiled(case);
     // Time the optimized kernels, not the quick ones a new loss starts with.
     loss.jit().optimize_now().expect("optimizes");
     let p: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 101.0) * 4.0 - 2.0).collect();
@@ -56,7 +64,7 @@ fn args<'a>(case: &str, d: &'a Data) -> [Arg<'a, f32>; 2] {
     }
 }
 
-#[divan::bench(args = CASES, consts = SIZES)]
+#[divan::bench(args = CASES, consts = SIZES, sample_count = 200, sample_size = 500)]
 fn direct<const N: usize>(bencher: Bencher, case: &str) {
     let d = data(case, N);
     let mut grad = vec![0.0f32; N];
@@ -65,7 +73,7 @@ fn direct<const N: usize>(bencher: Bencher, case: &str) {
     bencher.bench_local(|| black_box(kernel.run()));
 }
 
-#[divan::bench(args = CASES, consts = SIZES)]
+#[divan::bench(args = CASES, consts = SIZES, sample_count = 200, sample_size = 500)]
 fn api<const N: usize>(bencher: Bencher, case: &str) {
     let d = data(case, N);
     let mut grad = vec![0.0f32; N];
@@ -78,7 +86,7 @@ fn api<const N: usize>(bencher: Bencher, case: &str) {
     });
 }
 
-#[divan::bench(args = CASES, consts = SIZES)]
+#[divan::bench(args = CASES, consts = SIZES, sample_count = 200, sample_size = 500)]
 fn jit<const N: usize>(bencher: Bencher, case: &str) {
     let d = data(case, N);
     let mut grad = vec![0.0f32; N];

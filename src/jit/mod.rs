@@ -597,11 +597,15 @@ impl JitLoss {
                 T::DTYPE.name()
             ))));
         }
+        // The error is boxed until here: a small result keeps the success path cheap.
         with_scratch(|s: &mut Scratch<T>| {
             let res = self.call_in(args, opts, out, s);
-            s.trim();
+            if s.repeat.is_none() {
+                s.trim();
+            }
             res
         })
+        .map_err(|e| *e)
     }
 
     fn call_in<T: Real + Element>(
@@ -610,7 +614,7 @@ impl JitLoss {
         opts: &CallOptions<'_, T>,
         out: &mut Outputs<'_, '_, T>,
         s: &mut Scratch<T>,
-    ) -> Result<f64, CallError> {
+    ) -> Result<f64, Box<CallError>> {
         let prog = &*self.lowered;
         if let Some(repeat) = s.repeat.as_ref().filter(|r| r.matches(self.id, args, opts, out)) {
             // The same call again (same loss, names, data addresses and lengths, options
@@ -641,11 +645,11 @@ impl JitLoss {
         }
         for req in &prog.requires {
             if self.sum(req.cond, PrePass::Zeros, bound, s)? > 0.0 {
-                return Err(CallError::Diagnose);
+                return Err(Box::new(CallError::Diagnose));
             }
         }
         if bound.any_invalid && self.sum(prog.weight, PrePass::UnmaskedInvalid, bound, s)? > 0.0 {
-            return Err(CallError::Diagnose);
+            return Err(Box::new(CallError::Diagnose));
         }
         let n_items = if prog.loss_kind == Kind::Class { rows * classes } else { rows };
         let denom = match mode {
@@ -673,11 +677,11 @@ impl JitLoss {
         let grad = !out.grad.is_empty();
         let hess = !out.hess.is_empty();
         if hess && prog.derivs.iter().any(|d| d.hess.is_none()) {
-            return Err(CallError::Fatal(Diagnostic::error_nowhere("the Hessian was not compiled into this loss")));
+            return Err(fatal(Diagnostic::error_nowhere("the Hessian was not compiled into this loss")));
         }
         for (what, bufs) in [("gradient", &*out.grad), ("Hessian", &*out.hess)] {
             if !bufs.is_empty() && bufs.len() != prog.derivs.len() {
-                return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
+                return Err(fatal(Diagnostic::error_nowhere(format!(
                     "{} {what} buffers given for {} preds",
                     bufs.len(),
                     prog.derivs.len()
@@ -685,7 +689,7 @@ impl JitLoss {
             }
             for (buf, d) in bufs.iter().zip(&prog.derivs) {
                 if buf.len() != s.given[d.input as usize] {
-                    return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
+                    return Err(fatal(Diagnostic::error_nowhere(format!(
                         "the {what} buffer of `{}` holds {} values but the pred has {}",
                         prog.inputs[d.input as usize].name,
                         buf.len(),
@@ -705,7 +709,7 @@ impl JitLoss {
                 s.seed.as_ptr()
             }
             Some(_) if seed_array => {
-                return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
+                return Err(fatal(Diagnostic::error_nowhere(format!(
                     "the upstream gradient must hold {n_items} values"
                 ))))
             }
@@ -726,7 +730,7 @@ impl JitLoss {
                     s.table[kernel.layout.store_slot(0)] = items.as_mut_ptr() as usize
                 }
                 _ => {
-                    return Err(CallError::Fatal(Diagnostic::error_nowhere(format!(
+                    return Err(fatal(Diagnostic::error_nowhere(format!(
                         "reduce none needs a loss buffer of {n_items} values"
                     ))))
                 }
@@ -872,6 +876,10 @@ impl JitLoss {
             _borrows: std::marker::PhantomData,
         })
     }
+}
+
+fn fatal(d: Diagnostic) -> Box<CallError> {
+    Box::new(CallError::Fatal(d))
 }
 
 /// The reduced loss from the kernel's Σ W·l.
