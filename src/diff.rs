@@ -179,6 +179,29 @@ fn has_zero_select(g: &Graph, t: NodeId) -> bool {
     }
 }
 
+/// True when `t` is `softmax(x)` times a factor that is constant over each row (through
+/// negations and products, a few levels deep), so that `t − softmax(x)·Σt` is exactly 0.
+fn proportional_to_softmax(g: &Graph, t: NodeId, x: NodeId) -> bool {
+    let mut t = t;
+    for _ in 0..8 {
+        let node = g.node(t);
+        match node.op {
+            Op::Softmax => return node.args[0] == x,
+            Op::Neg => t = node.args[0],
+            Op::Mul => {
+                let [a, b, _] = node.args;
+                t = match (g.kind(a) == Kind::Class, g.kind(b) == Kind::Class) {
+                    (true, false) => a,
+                    (false, true) => b,
+                    _ => return false,
+                };
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 fn mul(g: &mut Graph, t: NodeId, p: NodeId) -> NodeId {
     through(g, t, &mut |g, t| g.bin(Op::Mul, p, t))
 }
@@ -418,6 +441,12 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             let s = g.un(Op::RowSum, tv);
             let d = g.bin(Op::Sub, t, s);
             g.bin(Op::Mul, v, d)
+        }
+        (Op::LogSoftmax, _) if proportional_to_softmax(g, t, x) => {
+            // t = c·p with c constant over the row: t − p·Σt = c·p·(1 − Σp) is exactly 0 over
+            // the reals. Computed, Σp − p_k for a confident class k is the rounding noise of
+            // Σp (the entropy's gradient lost every digit there).
+            return None;
         }
         (Op::LogSoftmax, _) => {
             // t − p·Σt, as t·(1 − p) − p·(Σt − t) with 1 − p = −expm1(log_softmax): no

@@ -216,17 +216,24 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
                 Op::Input(_) | Op::NumClasses | Op::ClassIndex | Op::Seed => new.leaf(node.op, old.kind(old_id)),
                 op => new.add(op, &args),
             };
+            for rule in old.settled_rules(old_id) {
+                new.settle(id, rule);
+            }
             if ctx != FROZEN && !exhausted {
                 let mut cx = Cx { g: &mut new, preds, dep: std::mem::take(&mut cx_dep) };
                 let mut chain = 0;
                 'chain: while chain < MAX_CHAIN {
                     for rule in rules {
-                        if rule.phase == Phase::Gradient && ctx != GRAD {
+                        if (rule.phase == Phase::Gradient && ctx != GRAD) || cx.g.is_settled(id, rule.name) {
                             continue;
                         }
                         let Some(r) = (rule.apply)(&mut cx, id) else { continue };
                         if r == id {
                             continue;
+                        }
+                        if contains(cx.g, r, id) {
+                            // A regime form keeps the matched expression as one branch.
+                            cx.g.settle(id, rule.name);
                         }
                         let mut entry = record(cx.g, rule, stage, id, r, names);
                         if !log.contains(&entry) {
@@ -249,6 +256,30 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
         }
     }
     Pass { graph: new, maps, fired, exhausted }
+}
+
+/// True when `id` is `root` or one of its descendants.
+fn contains(g: &Graph, root: NodeId, id: NodeId) -> bool {
+    if root.index() < id.index() {
+        return false;
+    }
+    let base = id.index();
+    let mut seen = vec![false; root.index() - base + 1];
+    seen[root.index() - base] = true;
+    for i in (base..=root.index()).rev() {
+        if !seen[i - base] {
+            continue;
+        }
+        if i == base {
+            return true;
+        }
+        for c in g.node(NodeId(i as u32)).children() {
+            if c.index() >= base {
+                seen[c.index() - base] = true;
+            }
+        }
+    }
+    false
 }
 
 /// True when child `slot` of `op` is behind a barrier (no rewrite looks through it).

@@ -254,8 +254,10 @@ impl Eval {
                     return self.out_of_range();
                 }
                 if xm < -1e15 {
-                    // Below 2^(x·log2 e): a zero with a vanishing radius.
-                    return B::Fin(self.fix(F::ZERO), xm * std::f64::consts::LOG2_E + 1.0);
+                    // Below 2^(x·log2 e): a zero with a vanishing radius (finite: for x near
+                    // the largest float the product overflows, and a radius of −inf would
+                    // claim an exact zero, making log(sigmoid(−1e308)) exactly −inf).
+                    return B::Fin(self.fix(F::ZERO), (xm * std::f64::consts::LOG2_E + 1.0).max(f64::MIN));
                 }
                 let res = self.ctx.exp(m.repr(), None);
                 let ld = match &res {
