@@ -86,6 +86,7 @@ fn rule_cases() -> Vec<(&'static str, Formula)> {
             "pred x\ntarget y\n-(1 - y)*sigmoid(x)^2*log(1 - sigmoid(x))",
             vec![("x", Logit), ("y", Soft)],
         ),
+        s("halve-square", "pred s\npred t\n0.5*(s + t^2)", vec![("s", Residual), ("t", Residual)]),
         s(
             "reuse-product",
             "pred mu\npred s\ntarget y\n0.5*(s + (y - mu)^2*exp(-s))",
@@ -291,7 +292,8 @@ fn check_points(source: &str, classes: usize, dtype: Dtype, samples: &[Vec<Vec<f
 /// was NaN/inf where y − mu overflows (S36) or where the adjoint multiplied (y − mu)²
 /// before exp(−s) (S38); the entropy's gradient lost every digit at a confident class
 /// (the log_softmax adjoint of a softmax-proportional seed, now exactly 0); MSLE lost
-/// 10 bits where p ≈ t (S28 log1p-difference).
+/// 10 bits where p ≈ t (S28 log1p-difference); Gaussian NLL's value overflowed where
+/// 0.5·(y − mu)²·e^−s is within a factor 2 of the largest float (S39).
 #[test]
 fn r4_fixed_points_stay_finite_and_accurate() {
     let mut failures = Vec::new();
@@ -317,6 +319,13 @@ fn r4_fixed_points_stay_finite_and_accurate() {
         |v: &[[f64; 3]]| -> Vec<Vec<Vec<f64>>> { v.iter().map(|p| p.iter().map(|x| vec![*x]).collect()).collect() };
     failures.extend(check_points(gauss, 1, Dtype::F32, &pts(&g32), 3.0));
     failures.extend(check_points(gauss, 1, Dtype::F64, &pts(&g64[1..]), 3.0));
+    // 0.5*square(t) is finite where square(t) overflows (S39): the value. (The gradient
+    // with respect to s, 0.5 − 0.5·t², still overflows there: see docs/accuracy.md.)
+    let value_only =
+        |errs: Vec<String>| -> Vec<String> { errs.into_iter().filter(|e| e.contains(" value[")).collect() };
+    failures.extend(value_only(check_points(gauss, 1, Dtype::F64, &pts(&g64[..1]), 3.0)));
+    let g32_value = [[2.5767154693603516, -87.0, -7.628564446804376e-8]];
+    failures.extend(value_only(check_points(gauss, 1, Dtype::F32, &pts(&g32_value), 3.0)));
     let entropy = "pred x[C]\n-sum(softmax(x)*log(softmax(x)))";
     let row = vec![vec![
         -0.120424662997352,

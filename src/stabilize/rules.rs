@@ -82,6 +82,7 @@ static RULES: &[Rule] = &[
     rule!("square-times-exp", "S21", Stabilize, "square(a)*exp(b) → square(a*exp(0.5*b))", "square(a) overflows or exp(b) under/overflows while the product does not (inf*0 is NaN)", square_times_exp),
     rule!("cosine", "S27", Stabilize, "sum(a*b)/(norm(a)*norm(b)) → sum((a/norm(a))*(b/norm(b)))", "the dot product and the product of norms overflow or underflow", cosine),
     rule!("sqrt-square", "S23", Stabilize, "sqrt(square(u)) → abs(u)", "the square overflows or underflows", sqrt_square),
+    rule!("halve-square", "S39", Stabilize, "c*(a + b) → c*a + c*b; c*square(u) → (c*u)*u (c = ±2^-k, k ≥ 1)", "the sum or the square overflows where the scaled result does not (0.5*(s + (y - mu)^2*exp(-s)) near the largest float); scaling by a power of two is exact, so nothing else changes", halve_square),
     rule!("split-difference", "S36", Stabilize, "(a - b)*c → where(abs(a - b) < inf, (a - b)*c, a*c - b*c) (a, b inputs)", "a - b overflows to inf for inputs near the largest float while (a - b)*c is finite (inf*0 is NaN)", split_difference),
     // Gradient safety (§7 D), derivative graphs only.
     rule!("select-sink", "S34", Gradient, "a*where(c, 0, b) → where(c, 0, a*b); the same for / and the other branch", "an inf or NaN factor times the unselected 0 gives NaN", select_sink),
@@ -724,6 +725,40 @@ fn log1p_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let aq = g.un(Op::Abs, q);
     let near = g.bin(Op::Le, aq, half);
     Some(g.select(near, l, id))
+}
+
+/// True when `c` is ±2^-k with k ≥ 1 (a scaling that is exact away from subnormals).
+fn is_small_power_of_two(g: &Graph, c: NodeId) -> bool {
+    g.constant(c).is_some_and(|v| {
+        let a = v.abs();
+        a > 0.0 && a < 1.0 && (a.log2().fract() == 0.0) && a >= f64::from(f32::MIN_POSITIVE)
+    })
+}
+
+/// A constant scaling by 2^-k distributed over a sum and into a square: `c*(a + b)` →
+/// `c*a + c*b`, `c*square(u)` → `(c*u)*u`. Each right side rounds exactly as the left
+/// (scaling by a power of two is exact) except where the left side's sum or square
+/// overflows and the result does not.
+fn halve_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (c, x) = bin(cx.g, id, Op::Mul)?;
+    if !is_small_power_of_two(cx.g, c) {
+        return None;
+    }
+    let g = &mut *cx.g;
+    match op(g, x) {
+        Op::Add | Op::Sub => {
+            let (a, b) = (arg(g, x, 0), arg(g, x, 1));
+            let ca = g.bin(Op::Mul, c, a);
+            let cb = g.bin(Op::Mul, c, b);
+            Some(g.bin(op(g, x), ca, cb))
+        }
+        Op::Square => {
+            let u = arg(g, x, 0);
+            let cu = g.bin(Op::Mul, c, u);
+            Some(g.bin(Op::Mul, cu, u))
+        }
+        _ => None,
+    }
 }
 
 /// `(a - b)*c` with a and b inputs: where `a - b` overflows (inputs near the largest float
