@@ -122,6 +122,12 @@ fn main() {
                         if let Some((inputs, got, want)) = &sc.worst {
                             println!("    {} worst: inputs {inputs:?} got {got:e} want {want:e}", engine.name());
                         }
+                        if let Some((inputs, got, want, k)) = &sc.worst_excess {
+                            println!(
+                                "    {} worst excess: inputs {inputs:?} got {got:e} want {want:e} κ {k:.1}",
+                                engine.name()
+                            );
+                        }
                         if let Some((inputs, got, want)) = &sc.first_nonfinite {
                             println!("    {} non-finite: inputs {inputs:?} got {got:e} want {want:e}", engine.name());
                         }

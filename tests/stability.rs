@@ -293,7 +293,8 @@ fn check_points(source: &str, classes: usize, dtype: Dtype, samples: &[Vec<Vec<f
 /// before exp(−s) (S38); the entropy's gradient lost every digit at a confident class
 /// (the log_softmax adjoint of a softmax-proportional seed, now exactly 0); MSLE lost
 /// 10 bits where p ≈ t (S28 log1p-difference); Gaussian NLL's value overflowed where
-/// 0.5·(y − mu)²·e^−s is within a factor 2 of the largest float (S39).
+/// 0.5·(y − mu)²·e^−s is within a factor 2 of the largest float (S39); the soft-target
+/// cross-entropy's gradient lost 7 bits at a dominant target (Σt − t_k; `diff::sum_of_others`).
 #[test]
 fn r4_fixed_points_stay_finite_and_accurate() {
     let mut failures = Vec::new();
@@ -340,6 +341,14 @@ fn r4_fixed_points_stay_finite_and_accurate() {
         2.434214159851453,
     ]];
     failures.extend(check_points(entropy, 10, Dtype::F64, &[row], 3.0));
+    // Soft targets with one dominant class: Σt − t_k cancelled (7 bits at κ = 1).
+    let soft = "pred x[C]\ntarget t[C]\n-sum(t*log(exp(x)/sum(exp(x))))";
+    let x =
+        vec![-0.765316, 30.320465, -2.048, -1.521983, -1.275026, -2.616237, 0.626413, -1.155379, 0.132558, 0.161645];
+    let t = vec![0.0, 0.9905953, 0.0, 0.004691091, 0.0, 0.0027426155, 0.0016711990, 0.00013176014, 0.00016797715, 0.0];
+    let round = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| f64::from(*x as f32)).collect() };
+    failures.extend(check_points(soft, 10, Dtype::F32, &[vec![round(&x), round(&t)]], 3.0));
+    failures.extend(check_points(soft, 10, Dtype::F64, &[vec![x, t]], 3.0));
     let msle = "pred p\ntarget t\n(log(1+p) - log(1+t))^2";
     failures.extend(check_points(msle, 1, Dtype::F32, &[vec![vec![5733706.5], vec![5821231.0]]], 3.0));
     failures.extend(check_points(msle, 1, Dtype::F64, &[vec![vec![6.987983743401982], vec![7.043567374833005]]], 3.0));

@@ -347,6 +347,8 @@ pub struct Score {
     pub worst: Option<(Vec<Vec<f64>>, f64, f64)>,
     /// The first point with a spurious non-finite result: (inputs, got, want).
     pub first_nonfinite: Option<(Vec<Vec<f64>>, f64, f64)>,
+    /// The point of the largest excess: (inputs, got, want, κ).
+    pub worst_excess: Option<(Vec<Vec<f64>>, f64, f64, f64)>,
 }
 
 /// Bits of error (Herbie): log2(1 + ulps between `got` and `want` in the dtype).
@@ -688,7 +690,11 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Measurement {
                     }
                     let b = bits(g, w, dtype);
                     let bn = bits(nv, w, dtype);
-                    sc.max_excess = sc.max_excess.max(b - k.max(1.0).log2());
+                    let excess = b - k.max(1.0).log2();
+                    if excess > sc.max_excess || sc.worst_excess.is_none() {
+                        sc.max_excess = sc.max_excess.max(excess);
+                        sc.worst_excess = Some((samples[s].clone(), g, w, k));
+                    }
                     let acc = &mut sums[x][o];
                     acc.0 += b;
                     acc.1 += 1;
