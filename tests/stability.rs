@@ -74,6 +74,11 @@ fn rule_cases() -> Vec<(&'static str, Formula)> {
             "pred a[C]\npred b[C]\nsum(a*b)/(norm(a)*norm(b))",
             vec![("a", RowGen::Logits), ("b", RowGen::Logits)],
         ),
+        r(
+            "one-minus-cosine",
+            "pred a[C]\npred b[C]\n1 - sum(a*b)/(norm(a)*norm(b))",
+            vec![("a", RowGen::Vector), ("b", RowGen::Vector)],
+        ),
         s("select-sink", "pred x\ntarget y\nexp(x)*where(y > 0, 0, x)", vec![("x", Logit), ("y", Similarity)]),
         s("log1p-difference", "pred p\ntarget t\n(log(1 + p) - log(1 + t))^2", vec![("p", NonNeg), ("t", NonNeg)]),
         s(
@@ -349,6 +354,23 @@ fn r4_fixed_points_stay_finite_and_accurate() {
     let round = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| f64::from(*x as f32)).collect() };
     failures.extend(check_points(soft, 10, Dtype::F32, &[vec![round(&x), round(&t)]], 3.0));
     failures.extend(check_points(soft, 10, Dtype::F64, &[vec![x, t]], 3.0));
+    // 1 − cos at a well-conditioned angle (θ = 0.28, κ ≈ 7) lost ~5 bits to the rounding
+    // of cos (S25 one-minus-cosine).
+    let cosine = "pred a[C]\npred b[C]\n1 - sum(a*b)/(norm(a)*norm(b))";
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let errs = errors_at(cosine, 2, dtype, &[vec![vec![3.0, 4.0], vec![4.0, 3.0]]]);
+        for e in errs.iter().filter(|e| e.output == "value") {
+            if e.bits > 3.0 {
+                failures.push(format!(
+                    "1 - cosine {} {}: got {:e} want {:e}",
+                    dtype.name(),
+                    e.engine.name(),
+                    e.got,
+                    e.want
+                ));
+            }
+        }
+    }
     let msle = "pred p\ntarget t\n(log(1+p) - log(1+t))^2";
     failures.extend(check_points(msle, 1, Dtype::F32, &[vec![vec![5733706.5], vec![5821231.0]]], 3.0));
     failures.extend(check_points(msle, 1, Dtype::F64, &[vec![vec![6.987983743401982], vec![7.043567374833005]]], 3.0));

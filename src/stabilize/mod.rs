@@ -11,7 +11,9 @@
 //! order, mapping children, and tries the phase's rules (in table order, first match wins)
 //! on each rebuilt node, then again on what a rule returned. Passes repeat until one
 //! fires nothing, at most [`MAX_PASSES`] times, and a pass stops applying rules when the
-//! graph outgrows its size budget. Nothing recurses over the graph.
+//! graph outgrows its size budget. Nothing recurses over the graph. A rule whose result
+//! keeps the node it matched (a regime form's fallback branch) settles that node for
+//! itself (`Graph::settle`), so it does not match it again in later passes or stages.
 //!
 //! Invariant: every rule is an identity over the reals wherever its left side is defined,
 //! and its right side is defined wherever its left side is. No rule adds an epsilon or a

@@ -1,9 +1,10 @@
 //! The rule table: every canonicalization, stability rule and lowering, by name.
 //!
-//! Numbers follow stability.md §7 (S1–S35 stability rules, L1–L7 lowerings); C1–C3 are
-//! canonicalizations, exact bit for bit. Each rule is a small procedural matcher over the
-//! graph being rebuilt: its children are already rewritten, constants are matched
-//! exactly (after folding in the dtype), and its replacement is built with `Graph::add`.
+//! Numbers follow stability.md §7 (S1–S35 stability rules, L1–L7 lowerings; S36–S39 and
+//! L8–L10 continue the numbering); C1–C3 are canonicalizations, exact bit for bit. Each
+//! rule is a small procedural matcher over the graph being rebuilt: its children are
+//! already rewritten, constants are matched exactly (after folding in the dtype), and its
+//! replacement is built with `Graph::add`.
 //! Each rule has a soundness test and an accuracy test in `tests/stability.rs`, which
 //! checks that every rule of the table is covered.
 
@@ -81,6 +82,7 @@ static RULES: &[Rule] = &[
     rule!("hypot", "S27", Stabilize, "sqrt(a^2 + b^2) → hypot(a, b); sqrt(sum(x^2)) → norm(x)", "the squares overflow or underflow", hypot),
     rule!("square-times-exp", "S21", Stabilize, "square(a)*exp(b) → square(a*exp(0.5*b))", "square(a) overflows or exp(b) under/overflows while the product does not (inf*0 is NaN)", square_times_exp),
     rule!("cosine", "S27", Stabilize, "sum(a*b)/(norm(a)*norm(b)) → sum((a/norm(a))*(b/norm(b)))", "the dot product and the product of norms overflow or underflow", cosine),
+    rule!("one-minus-cosine", "S25", Stabilize, "1 - sum((a/norm(a))*(b/norm(b))) → 0.5*sum(square(a/norm(a) - b/norm(b)))", "the cosine of nearly parallel vectors rounds to 1 and 1 - cos keeps only its rounding error; |â - b̂|²/2 has no cancellation", one_minus_cosine),
     rule!("sqrt-square", "S23", Stabilize, "sqrt(square(u)) → abs(u)", "the square overflows or underflows", sqrt_square),
     rule!("halve-square", "S39", Stabilize, "c*(a + b) → c*a + c*b; c*square(u) → (c*u)*u (c = ±2^-k, k ≥ 1)", "the sum or the square overflows where the scaled result does not (0.5*(s + (y - mu)^2*exp(-s)) near the largest float); scaling by a power of two is exact, so nothing else changes", halve_square),
     rule!("split-difference", "S36", Stabilize, "(a - b)*c → where(abs(a - b) < inf, (a - b)*c, a*c - b*c) (a, b inputs)", "a - b overflows to inf for inputs near the largest float while (a - b)*c is finite (inf*0 is NaN)", split_difference),
@@ -669,6 +671,29 @@ fn cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let ub = g.bin(Op::Div, b, nb);
     let p = g.bin(Op::Mul, ua, ub);
     Some(g.un(Op::RowSum, p))
+}
+
+/// `u/norm(u)` → `u`.
+fn unit_of(g: &Graph, id: NodeId) -> Option<NodeId> {
+    let (u, n) = bin(g, id, Op::Div)?;
+    (un(g, n, Op::RowNorm) == Some(u)).then_some(u)
+}
+
+fn one_minus_cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (one, c) = bin(cx.g, id, Op::Sub)?;
+    if !is_const(cx.g, one, 1.0) {
+        return None;
+    }
+    let p = un(cx.g, c, Op::RowSum)?;
+    let (ua, ub) = bin(cx.g, p, Op::Mul)?;
+    unit_of(cx.g, ua)?;
+    unit_of(cx.g, ub)?;
+    let g = &mut *cx.g;
+    let d = g.bin(Op::Sub, ua, ub);
+    let d2 = g.un(Op::Square, d);
+    let s = g.un(Op::RowSum, d2);
+    let half = g.cst(0.5);
+    Some(g.bin(Op::Mul, half, s))
 }
 
 fn sqrt_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
