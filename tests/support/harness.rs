@@ -1,13 +1,15 @@
 //! The accuracy harness: samples the hard input classes of stability.md §8.2, evaluates a
-//! loss and its gradients with the interpreter (stabilized and as written), compares
-//! with the high-precision reference of [`super::reference`], and scores in Herbie's bits
-//! of error.
+//! loss and its gradients with the interpreter and the JIT (stabilized and as written),
+//! compares with the high-precision reference of [`super::reference`], and scores in
+//! Herbie's bits of error.
 //!
 //! Scores: `bits = log2(1 + |ordinal(got) − ordinal(want)|)` in the dtype's ordering
 //! (0 and −0 equal; NaN against a number scores the type width). A point is
-//! *ill-conditioned* when the relative condition number of the output with respect to all
-//! inputs exceeds 2^10 (estimated from relative perturbations of 2^-26 of each input,
-//! evaluated with the stabilized f64 kernel); such points are counted apart, and the mean
+//! *ill-conditioned* when the relative condition number of the output element (the value
+//! or one gradient entry) with respect to all inputs exceeds 2^10. κ is estimated from
+//! relative perturbations of 2^-26 of each input with the stabilized f64 interpreter, and
+//! recomputed from the reference wherever an engine is more than 2 bits off at a point that
+//! estimate calls well-conditioned. Ill-conditioned points are counted apart, and the mean
 //! and maximum are taken over the well-conditioned ones. `nonfinite` counts NaN/±inf
 //! results where the true value is finite, over every point.
 
