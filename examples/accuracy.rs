@@ -1,21 +1,23 @@
 //! The accuracy table: every formula of stability.md §8.1 (items 1–20), or the given loss
-//! files, in f32 and f64, value and gradients, through the interpreter, against
+//! files, in f32 and f64, value and gradients, through the interpreter and the JIT, against
 //! high-precision references.
 //!
 //!     cargo run --release --example accuracy                      # the benchmark, 2000 points each
 //!     cargo run --release --example accuracy -- --points 200 --only softplus
 //!     cargo run --release --example accuracy -- my_loss.loss     # any file: logits and labels drawn generically
 //!
-//! Columns: mean and max bits of error over well-conditioned points, `excess` (the largest
-//! bits − log2 κ there: error the conditioning does not explain), `nonfin` (NaN/inf
-//! where the truth is finite, all points), `ill` (points with condition number > 2^10,
-//! left out of mean/max), then the same for the formula as written (no stabilization).
+//! Columns, for the interpreter and then the JIT: mean and max bits of error over
+//! well-conditioned points, `exc` (the largest bits − log2 κ there: error the
+//! conditioning does not explain), `nonf` (NaN/inf where the truth is finite, all
+//! points); then `ill` (points with condition number > 2^10, left out of mean/max),
+//! `noref` (no reference), and the formula as written (no stabilization) through the
+//! interpreter.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use lossc::Dtype;
-use support::harness::{benchmark, measure, output_names, Formula, Gen, RowGen};
+use support::harness::{benchmark, measure, output_names, Engine, Formula, Gen, RowGen};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,8 +71,23 @@ fn main() {
             .collect()
     };
     println!(
-        "{:<22} {:<4} {:<8} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5} | {:>6} {:>6} {:>6}",
-        "formula", "type", "output", "mean", "max", "excess", "nonfin", "ill", "noref", "naive", "max", "nonfin"
+        "{:<22} {:<4} {:<9} {:>5} {:>5} {:>5} {:>4} | {:>5} {:>5} {:>5} {:>4} | {:>5} {:>5} | {:>6} {:>5} {:>5}",
+        "formula",
+        "type",
+        "output",
+        "mean",
+        "max",
+        "exc",
+        "nonf",
+        "mean",
+        "max",
+        "exc",
+        "nonf",
+        "ill",
+        "noref",
+        "naive",
+        "max",
+        "nonf"
     );
     for f in &formulas {
         if only.as_ref().is_some_and(|o| !f.name.contains(o.as_str())) {
@@ -78,10 +95,11 @@ fn main() {
         }
         let names = output_names(&f.source);
         for dtype in [Dtype::F32, Dtype::F64] {
-            let scores = measure(f, dtype, points, 0x5EED);
-            for (name, s) in names.iter().zip(&scores) {
+            let m = measure(f, dtype, points, 0x5EED);
+            for (o, name) in names.iter().enumerate() {
+                let (s, j) = (&m.interp[o], &m.jit[o]);
                 println!(
-                    "{:<22} {:<4} {:<8} {:>6.2} {:>6.1} {:>6.1} {:>6} {:>5} {:>5} | {:>6.2} {:>6.1} {:>6}",
+                    "{:<22} {:<4} {:<9} {:>5.2} {:>5.1} {:>5.1} {:>4} | {:>5.2} {:>5.1} {:>5.1} {:>4} | {:>5} {:>5} | {:>6.2} {:>5.1} {:>5}",
                     f.name,
                     dtype.name(),
                     name,
@@ -89,6 +107,10 @@ fn main() {
                     s.max_bits,
                     s.max_excess,
                     s.nonfinite,
+                    j.mean_bits,
+                    j.max_bits,
+                    j.max_excess,
+                    j.nonfinite,
                     s.ill,
                     s.points - s.referenced,
                     s.naive_mean_bits,
@@ -96,11 +118,19 @@ fn main() {
                     s.naive_nonfinite
                 );
                 if worst {
-                    if let Some((inputs, got, want)) = &s.worst {
-                        println!("    worst: inputs {inputs:?} got {got:e} want {want:e}");
-                    }
-                    if let Some((inputs, got, want)) = &s.first_nonfinite {
-                        println!("    non-finite: inputs {inputs:?} got {got:e} want {want:e}");
+                    for (engine, sc) in [(Engine::Interp, s), (Engine::Jit, j)] {
+                        if let Some((inputs, got, want)) = &sc.worst {
+                            println!("    {} worst: inputs {inputs:?} got {got:e} want {want:e}", engine.name());
+                        }
+                        if let Some((inputs, got, want, k)) = &sc.worst_excess {
+                            println!(
+                                "    {} worst excess: inputs {inputs:?} got {got:e} want {want:e} κ {k:.1}",
+                                engine.name()
+                            );
+                        }
+                        if let Some((inputs, got, want)) = &sc.first_nonfinite {
+                            println!("    {} non-finite: inputs {inputs:?} got {got:e} want {want:e}", engine.name());
+                        }
                     }
                 }
             }

@@ -13,7 +13,7 @@ use lossc::program::{Layout, ReduceMode};
 use lossc::stabilize::{lower_fused, rule_table, Phase};
 use lossc::{compile, CompileOptions, Dtype};
 
-use support::harness::{benchmark, check_rule, measure, output_names, Formula, Gen, Rng, RowGen};
+use support::harness::{benchmark, check_rule, errors_at, measure, output_names, Engine, Formula, Gen, Rng, RowGen};
 
 fn long() -> bool {
     std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1")
@@ -74,7 +74,29 @@ fn rule_cases() -> Vec<(&'static str, Formula)> {
             "pred a[C]\npred b[C]\nsum(a*b)/(norm(a)*norm(b))",
             vec![("a", RowGen::Logits), ("b", RowGen::Logits)],
         ),
+        r(
+            "one-minus-cosine",
+            "pred a[C]\npred b[C]\n1 - sum(a*b)/(norm(a)*norm(b))",
+            vec![("a", RowGen::Vector), ("b", RowGen::Vector)],
+        ),
         s("select-sink", "pred x\ntarget y\nexp(x)*where(y > 0, 0, x)", vec![("x", Logit), ("y", Similarity)]),
+        s("log1p-difference", "pred p\ntarget t\n(log(1 + p) - log(1 + t))^2", vec![("p", NonNeg), ("t", NonNeg)]),
+        s(
+            "split-difference",
+            "pred mu\npred s\ntarget y\n(y - mu)*exp(-s)",
+            vec![("mu", Residual), ("s", Logit), ("y", Residual)],
+        ),
+        s(
+            "sigmoid-xlogx",
+            "pred x\ntarget y\n-(1 - y)*sigmoid(x)^2*log(1 - sigmoid(x))",
+            vec![("x", Logit), ("y", Soft)],
+        ),
+        s("halve-square", "pred s\npred t\n0.5*(s + t^2)", vec![("s", Residual), ("t", Residual)]),
+        s(
+            "reuse-product",
+            "pred mu\npred s\ntarget y\n0.5*(s + (y - mu)^2*exp(-s))",
+            vec![("mu", Residual), ("s", Logit), ("y", Residual)],
+        ),
     ]
 }
 
@@ -83,14 +105,6 @@ fn every_rule_is_sound_and_never_less_accurate() {
     let n = if long() { 400 } else { 24 };
     let cases = rule_cases();
     let mut failures = Vec::new();
-    for info in rule_table() {
-        if info.phase == Phase::Lower {
-            continue;
-        }
-        if !cases.iter().any(|(name, _)| *name == info.name) {
-            failures.push(format!("{} ({}): no test case", info.name, info.id));
-        }
-    }
     for (i, (rule, f)) in cases.iter().enumerate() {
         let rep = check_rule(rule, f, n, 0x5EED + i as u64);
         if !rep.fired {
@@ -113,23 +127,68 @@ fn every_rule_is_sound_and_never_less_accurate() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The lowering tests' formulas (`nll_softmax` is not a surface function: it is reached
+/// through its rule).
+const LOWERING_CASES: &[&str] = &[
+    "pred x\nsoftplus(x) + log_sigmoid(x) + sigmoid(x)",
+    "pred a\npred b\nlogaddexp(a, b) + hypot(a, b)",
+    "pred x\nlog1mexp(-abs(x)) + log_cosh(x)",
+    "pred a\npred b\nxlogy(a, abs(b)) + xlog1py(a, b)",
+    "pred x[C]\ntarget k: index\n-log_softmax(x)[k]",
+];
+
+/// The fused op each lowering rule spells out.
+fn lowered_op(rule: &str) -> Option<lossc::ir::Op> {
+    use lossc::ir::Op::*;
+    Some(match rule {
+        "lower-softplus" => Softplus,
+        "lower-log-sigmoid" => LogSigmoid,
+        "lower-sigmoid" => Sigmoid,
+        "lower-logaddexp" => LogAddExp,
+        "lower-log1mexp" => Log1mexp,
+        "lower-xlogy" => Xlogy,
+        "lower-log-cosh" => LogCosh,
+        "lower-hypot" => Hypot,
+        "lower-nll-softmax" => NllSoftmax,
+        _ => return None,
+    })
+}
+
+/// Tidy: every rule of `rule_table()` has its tests. A stability or canonicalization rule
+/// needs a case in `rule_cases()` (soundness and accuracy, in
+/// `every_rule_is_sound_and_never_less_accurate`); a lowering needs its fused op in a
+/// `LOWERING_CASES` formula (bit for bit against the fused op, in
+/// `lowerings_match_the_fused_ops_bit_for_bit`).
+#[test]
+fn every_rule_has_its_tests() {
+    let cases = rule_cases();
+    let opts = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false, stabilize: true };
+    let lowering_ops: Vec<lossc::ir::Op> = LOWERING_CASES
+        .iter()
+        .flat_map(|src| compile(src, &opts).expect("compiles").graph.nodes().iter().map(|n| n.op).collect::<Vec<_>>())
+        .collect();
+    let mut missing = Vec::new();
+    for info in rule_table() {
+        let covered = if info.phase == Phase::Lower {
+            lowered_op(info.name).is_some_and(|op| lowering_ops.contains(&op))
+        } else {
+            cases.iter().any(|(name, _)| *name == info.name)
+        };
+        if !covered {
+            missing.push(format!("{} ({})", info.name, info.id));
+        }
+    }
+    assert!(missing.is_empty(), "rules without their soundness and accuracy tests: {}", missing.join(", "));
+}
+
 /// Every lowering (L1–L10) computes its fused op bit for bit as `math.rs` does.
 #[test]
 fn lowerings_match_the_fused_ops_bit_for_bit() {
-    let sources = [
-        "pred x\nsoftplus(x) + log_sigmoid(x) + sigmoid(x)",
-        "pred a\npred b\nlogaddexp(a, b) + hypot(a, b)",
-        "pred x\nlog1mexp(-abs(x)) + log_cosh(x)",
-        "pred a\npred b\nxlogy(a, abs(b)) + xlog1py(a, b)",
-        "pred x[C]\ntarget k: index\nnll_softmax_of(x, k)",
-    ];
     let mut rng = Rng(7);
-    for src in sources {
-        // `nll_softmax` is not a surface function: reach it through its rule.
-        let src = src.replace("nll_softmax_of(x, k)", "-log_softmax(x)[k]");
+    for src in LOWERING_CASES {
         for dtype in [Dtype::F32, Dtype::F64] {
             let opts = CompileOptions { dtype, params: Vec::new(), hessian: false, stabilize: true };
-            let fused = compile(&src, &opts).expect("compiles");
+            let fused = compile(src, &opts).expect("compiles");
             let mut lowered = fused.clone();
             lower_fused(&mut lowered).expect("lowers");
             let fused_ops: Vec<_> = lowered
@@ -138,20 +197,8 @@ fn lowerings_match_the_fused_ops_bit_for_bit() {
                 .iter()
                 .map(|n| n.op)
                 .filter(|op| {
-                    use lossc::ir::Op::*;
-                    matches!(
-                        op,
-                        Softplus
-                            | LogSigmoid
-                            | Sigmoid
-                            | LogAddExp
-                            | Hypot
-                            | Log1mexp
-                            | LogCosh
-                            | Xlogy
-                            | Xlog1py
-                            | NllSoftmax
-                    )
+                    *op == lossc::ir::Op::Xlog1py
+                        || rule_table().iter().any(|r| r.phase == Phase::Lower && lowered_op(r.name) == Some(*op))
                 })
                 .collect();
             assert!(fused_ops.is_empty(), "{src}: left unlowered: {fused_ops:?}");
@@ -191,16 +238,16 @@ fn lowerings_match_the_fused_ops_bit_for_bit() {
     }
 }
 
-/// FIXME(issue 4): intermediate overflow of a gradient at the largest finite inputs, where
-/// the true gradient is finite: focal loss at x = ±max float (2·y·log_sigmoid(x) overflows
-/// before it is multiplied by sigmoid(x) = 0), Gaussian NLL with log-variance where
-/// |y − mu| is near the overflow threshold (the adjoint a·t overflows before the factor
-/// exp(−s/2) applies). A few points in a thousand; reassociating adjoint products would fix them.
-const KNOWN_NONFINITE: &[(&str, &str)] = &[("10 focal g=2", "grad x"), ("15 gaussian logvar", "grad s")];
+/// FIXME(issue 4): the log-variance Gaussian NLL's gradient with respect to s,
+/// 0.5 − 0.5·t² with t = (y − mu)·exp(−s/2), overflows where t² does and 0.5·t² does not
+/// (1–3 samples in 2000 per dtype): reverse mode multiplies t·(t·seed) before the ½
+/// (docs/accuracy.md says where a fix belongs).
+const KNOWN_NONFINITE: &[(&str, &str)] = &[("15 gaussian logvar", "grad s")];
 
-/// The §8.1 benchmark through the interpreter: no NaN/inf where the truth is finite, and
-/// the accuracy targets on well-conditioned points (see the table in the report and
-/// `cargo run --release --example accuracy`).
+/// The §8.1 benchmark through the interpreter and the JIT: no NaN/inf where the truth is
+/// finite (focal loss's gradient at ±largest float, Gaussian NLL with |y − mu| near
+/// overflow: see rules S36–S38). The accuracy figures are `cargo run --release --example
+/// accuracy` (docs/accuracy.md).
 #[test]
 fn benchmark_has_no_spurious_nonfinite_results() {
     let n = if long() { 2000 } else { 40 };
@@ -208,14 +255,132 @@ fn benchmark_has_no_spurious_nonfinite_results() {
     for f in benchmark() {
         let names = output_names(&f.source);
         for dtype in [Dtype::F32, Dtype::F64] {
-            for (name, s) in names.iter().zip(measure(&f, dtype, n, 0xBE7C)) {
-                let known = KNOWN_NONFINITE.iter().any(|(f_name, out)| *f_name == f.name && out == name);
-                if s.nonfinite > 0 && !(known && s.nonfinite * 20 <= n) {
-                    failures.push(format!("{} {} {name}: {} non-finite results", f.name, dtype.name(), s.nonfinite));
+            let m = measure(&f, dtype, n, 0xBE7C);
+            for engine in [Engine::Interp, Engine::Jit] {
+                for (name, s) in names.iter().zip(m.of(engine)) {
+                    let known = KNOWN_NONFINITE.iter().any(|(f_name, out)| *f_name == f.name && out == name);
+                    if s.nonfinite > 0 && !(known && s.nonfinite * 500 <= n) {
+                        failures.push(format!(
+                            "{} {} {} {name}: {} non-finite results",
+                            f.name,
+                            dtype.name(),
+                            engine.name(),
+                            s.nonfinite
+                        ));
+                    }
                 }
             }
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Points where the kernels used to fail, through both engines: every output whose true
+/// value is finite is finite and within `max_bits` of the correctly rounded value.
+fn check_points(source: &str, classes: usize, dtype: Dtype, samples: &[Vec<Vec<f64>>], max_bits: f64) -> Vec<String> {
+    let errs = errors_at(source, classes, dtype, samples);
+    assert!(!errs.is_empty(), "{source}: no reference");
+    errs.iter()
+        .filter(|e| e.want.is_finite() && (!e.got.is_finite() || e.bits > max_bits))
+        .map(|e| {
+            format!(
+                "{} {} {} sample {} {}[{}]: got {:e} want {:e} ({:.1} bits)",
+                source.replace('\n', "; "),
+                dtype.name(),
+                e.engine.name(),
+                e.sample,
+                e.output,
+                e.element,
+                e.got,
+                e.want,
+                e.bits
+            )
+        })
+        .collect()
+}
+
+/// See: issue 4. Focal loss's gradient at ±largest float was NaN (2·y·log_sigmoid(x)
+/// overflowed before sigmoid(x) = 0 multiplied it; S37); Gaussian NLL with log-variance
+/// was NaN/inf where y − mu overflows (S36) or where the adjoint multiplied (y − mu)²
+/// before exp(−s) (S38); the entropy's gradient lost every digit at a confident class
+/// (the log_softmax adjoint of a softmax-proportional seed, now exactly 0); MSLE lost
+/// 10 bits where p ≈ t (S28 log1p-difference); Gaussian NLL's value overflowed where
+/// 0.5·(y − mu)²·e^−s is within a factor 2 of the largest float (S39); the soft-target
+/// cross-entropy's gradient lost 7 bits at a dominant target (Σt − t_k; `diff::sum_of_others`).
+#[test]
+fn r4_fixed_points_stay_finite_and_accurate() {
+    let mut failures = Vec::new();
+    let focal =
+        "pred x\ntarget y\nparam g = 2\n-(y*(1-sigmoid(x))^g*log(sigmoid(x)) + (1-y)*sigmoid(x)^g*log(1-sigmoid(x)))";
+    let gauss = "pred mu\npred s\ntarget y\n0.5*(s + (y-mu)^2*exp(-s))";
+    for (dtype, max) in [(Dtype::F32, f64::from(f32::MAX)), (Dtype::F64, f64::MAX)] {
+        let pts: Vec<Vec<Vec<f64>>> =
+            [(max, 0.3), (max, 0.7), (-max, 0.3), (-max, 0.7)].iter().map(|(x, y)| vec![vec![*x], vec![*y]]).collect();
+        failures.extend(check_points(focal, 1, dtype, &pts, 3.0));
+    }
+    let g32 = [
+        [-2.3654552883149995e38, 3.4028234663852886e38, 1.5574687905921526e38],
+        [-1.6551439762115479, 88.07323455810547, 8.724422714384356e37],
+    ];
+    let g64 = [
+        [1.0897612257203868e-23, -708.0, 3.0993563929187435],
+        [1.2923721504507537e308, 30.898273791126382, -1.4417313827138245e308],
+        [1.398806534816579e-6, 955.8504684202339, 2.4417934987660335e307],
+        [-1.3404246175014855e308, 1.7976931348623157e308, 8.825656523302716e307],
+    ];
+    let pts =
+        |v: &[[f64; 3]]| -> Vec<Vec<Vec<f64>>> { v.iter().map(|p| p.iter().map(|x| vec![*x]).collect()).collect() };
+    failures.extend(check_points(gauss, 1, Dtype::F32, &pts(&g32), 3.0));
+    failures.extend(check_points(gauss, 1, Dtype::F64, &pts(&g64[1..]), 3.0));
+    // 0.5*square(t) is finite where square(t) overflows (S39): the value. (The gradient
+    // with respect to s, 0.5 − 0.5·t², still overflows there: see docs/accuracy.md.)
+    let value_only =
+        |errs: Vec<String>| -> Vec<String> { errs.into_iter().filter(|e| e.contains(" value[")).collect() };
+    failures.extend(value_only(check_points(gauss, 1, Dtype::F64, &pts(&g64[..1]), 3.0)));
+    let g32_value = [[2.5767154693603516, -87.0, -7.628564446804376e-8]];
+    failures.extend(value_only(check_points(gauss, 1, Dtype::F32, &pts(&g32_value), 3.0)));
+    let entropy = "pred x[C]\n-sum(softmax(x)*log(softmax(x)))";
+    let row = vec![vec![
+        -0.120424662997352,
+        -2.9798758299864048,
+        -2.4288673216089407,
+        2.7585280540897408,
+        2.2812895848628028,
+        1.7630682234870925,
+        2.4939892658630693,
+        45.24619014975681,
+        -2.4415130982767597,
+        2.434214159851453,
+    ]];
+    failures.extend(check_points(entropy, 10, Dtype::F64, &[row], 3.0));
+    // Soft targets with one dominant class: Σt − t_k cancelled (7 bits at κ = 1).
+    let soft = "pred x[C]\ntarget t[C]\n-sum(t*log(exp(x)/sum(exp(x))))";
+    let x =
+        vec![-0.765316, 30.320465, -2.048, -1.521983, -1.275026, -2.616237, 0.626413, -1.155379, 0.132558, 0.161645];
+    let t = vec![0.0, 0.9905953, 0.0, 0.004691091, 0.0, 0.0027426155, 0.0016711990, 0.00013176014, 0.00016797715, 0.0];
+    let round = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| f64::from(*x as f32)).collect() };
+    failures.extend(check_points(soft, 10, Dtype::F32, &[vec![round(&x), round(&t)]], 3.0));
+    failures.extend(check_points(soft, 10, Dtype::F64, &[vec![x, t]], 3.0));
+    // 1 − cos at a well-conditioned angle (θ = 0.28, κ ≈ 7) lost ~5 bits to the rounding
+    // of cos (S25 one-minus-cosine).
+    let cosine = "pred a[C]\npred b[C]\n1 - sum(a*b)/(norm(a)*norm(b))";
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let errs = errors_at(cosine, 2, dtype, &[vec![vec![3.0, 4.0], vec![4.0, 3.0]]]);
+        for e in errs.iter().filter(|e| e.output == "value") {
+            if e.bits > 3.0 {
+                failures.push(format!(
+                    "1 - cosine {} {}: got {:e} want {:e}",
+                    dtype.name(),
+                    e.engine.name(),
+                    e.got,
+                    e.want
+                ));
+            }
+        }
+    }
+    let msle = "pred p\ntarget t\n(log(1+p) - log(1+t))^2";
+    failures.extend(check_points(msle, 1, Dtype::F32, &[vec![vec![5733706.5], vec![5821231.0]]], 3.0));
+    failures.extend(check_points(msle, 1, Dtype::F64, &[vec![vec![6.987983743401982], vec![7.043567374833005]]], 3.0));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

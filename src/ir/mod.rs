@@ -377,6 +377,10 @@ pub struct Graph {
     pub dtype: Dtype,
     /// Kind of each input, by input number.
     input_kinds: Vec<Kind>,
+    /// Nodes a stability rule rewrote while keeping them inside its own result (a regime
+    /// form keeps the matched expression as one branch), by rule name: that rule must not
+    /// match them again (see `stabilize`).
+    settled: Vec<(NodeId, &'static str)>,
 }
 
 /// Most nodes one graph may hold (source, gradients and Hessians together).
@@ -385,12 +389,34 @@ pub const MAX_NODES: usize = 1 << 20;
 impl Graph {
     /// An empty graph whose inputs have the given kinds.
     pub fn new(dtype: Dtype, input_kinds: Vec<Kind>) -> Graph {
-        Graph { nodes: Vec::new(), kinds: Vec::new(), dedup: HashMap::new(), dtype, input_kinds }
+        Graph { nodes: Vec::new(), kinds: Vec::new(), dedup: HashMap::new(), dtype, input_kinds, settled: Vec::new() }
     }
 
     /// An empty graph with the same dtype and input kinds (for passes that rebuild a graph).
     pub fn empty_like(&self) -> Graph {
         Graph::new(self.dtype, self.input_kinds.clone())
+    }
+
+    /// Marks `id` as already rewritten by `rule` (kept inside that rule's own result).
+    pub(crate) fn settle(&mut self, id: NodeId, rule: &'static str) {
+        if !self.is_settled(id, rule) {
+            self.settled.push((id, rule));
+        }
+    }
+
+    /// True when `rule` already rewrote `id` (see [`Graph::settle`]).
+    pub(crate) fn is_settled(&self, id: NodeId, rule: &'static str) -> bool {
+        self.settled.iter().any(|&(n, r)| n == id && r == rule)
+    }
+
+    /// The rules that already rewrote `id`.
+    pub(crate) fn settled_rules(&self, id: NodeId) -> impl Iterator<Item = &'static str> + '_ {
+        self.settled.iter().filter(move |(n, _)| *n == id).map(|(_, r)| *r)
+    }
+
+    /// The existing node `op(a, b)` of a binary op, as stored (no folding), if any.
+    pub(crate) fn find_bin(&self, op: Op, a: NodeId, b: NodeId) -> Option<NodeId> {
+        self.dedup.get(&Node { op, args: [a, b, NodeId::NONE] }).copied()
     }
 
     /// Number of nodes.
@@ -525,7 +551,8 @@ impl Graph {
     }
 
     /// Adds a node after folding constants and applying exact local simplifications:
-    /// `x+(-0)`, `x-0`, `x*1`, `x/1`, `x^1`, `--x`, `where` on a constant or equal branches,
+    /// `x+(-0)`, `x-0`, `x*1`, `x/1`, `x^1`, `--x`, `where` on a constant or equal branches
+    /// (or a branch that is a `where` on the same condition),
     /// `stop_gradient` of a constant, row reductions of row-constant values.
     /// None of them changes a result for any input, infinities and NaN included
     /// (`x + 0` is applied only for `+0`… see the note on signed zeros in ARCHITECTURE.md).
@@ -587,7 +614,16 @@ impl Graph {
                 if x == y {
                     return Some(x);
                 }
-                None
+                // A select nested in a branch of one on the same condition takes that branch.
+                let c = args[0];
+                let inner = |g: &Graph, n: NodeId, slot: usize| {
+                    let node = g.node(n);
+                    (node.op == Op::Where && node.args[0] == c).then(|| node.args[slot])
+                };
+                match (inner(self, x, 1), inner(self, y, 2)) {
+                    (None, None) => None,
+                    (ix, iy) => Some(self.select(c, ix.unwrap_or(x), iy.unwrap_or(y))),
+                }
             }
             Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowNorm | Op::RowLogSumExp
                 if self.kind(a) != Kind::Class =>

@@ -11,7 +11,9 @@
 //! order, mapping children, and tries the phase's rules (in table order, first match wins)
 //! on each rebuilt node, then again on what a rule returned. Passes repeat until one
 //! fires nothing, at most [`MAX_PASSES`] times, and a pass stops applying rules when the
-//! graph outgrows its size budget. Nothing recurses over the graph.
+//! graph outgrows its size budget. Nothing recurses over the graph. A rule whose result
+//! keeps the node it matched (a regime form's fallback branch) settles that node for
+//! itself (`Graph::settle`), so it does not match it again in later passes or stages.
 //!
 //! Invariant: every rule is an identity over the reals wherever its left side is defined,
 //! and its right side is defined wherever its left side is. No rule adds an epsilon or a
@@ -216,17 +218,24 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
                 Op::Input(_) | Op::NumClasses | Op::ClassIndex | Op::Seed => new.leaf(node.op, old.kind(old_id)),
                 op => new.add(op, &args),
             };
+            for rule in old.settled_rules(old_id) {
+                new.settle(id, rule);
+            }
             if ctx != FROZEN && !exhausted {
                 let mut cx = Cx { g: &mut new, preds, dep: std::mem::take(&mut cx_dep) };
                 let mut chain = 0;
                 'chain: while chain < MAX_CHAIN {
                     for rule in rules {
-                        if rule.phase == Phase::Gradient && ctx != GRAD {
+                        if (rule.phase == Phase::Gradient && ctx != GRAD) || cx.g.is_settled(id, rule.name) {
                             continue;
                         }
                         let Some(r) = (rule.apply)(&mut cx, id) else { continue };
                         if r == id {
                             continue;
+                        }
+                        if contains(cx.g, r, id) {
+                            // A regime form keeps the matched expression as one branch.
+                            cx.g.settle(id, rule.name);
                         }
                         let mut entry = record(cx.g, rule, stage, id, r, names);
                         if !log.contains(&entry) {
@@ -249,6 +258,30 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
         }
     }
     Pass { graph: new, maps, fired, exhausted }
+}
+
+/// True when `id` is `root` or one of its descendants.
+fn contains(g: &Graph, root: NodeId, id: NodeId) -> bool {
+    if root.index() < id.index() {
+        return false;
+    }
+    let base = id.index();
+    let mut seen = vec![false; root.index() - base + 1];
+    seen[root.index() - base] = true;
+    for i in (base..=root.index()).rev() {
+        if !seen[i - base] {
+            continue;
+        }
+        if i == base {
+            return true;
+        }
+        for c in g.node(NodeId(i as u32)).children() {
+            if c.index() >= base {
+                seen[c.index() - base] = true;
+            }
+        }
+    }
+    false
 }
 
 /// True when child `slot` of `op` is behind a barrier (no rewrite looks through it).

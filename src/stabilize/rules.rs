@@ -1,9 +1,10 @@
 //! The rule table: every canonicalization, stability rule and lowering, by name.
 //!
-//! Numbers follow stability.md §7 (S1–S35 stability rules, L1–L7 lowerings); C1–C3 are
-//! canonicalizations, exact bit for bit. Each rule is a small procedural matcher over the
-//! graph being rebuilt: its children are already rewritten, constants are matched
-//! exactly (after folding in the dtype), and its replacement is built with `Graph::add`.
+//! Numbers follow stability.md §7 (S1–S35 stability rules, L1–L7 lowerings; S36–S39 and
+//! L8–L10 continue the numbering); C1–C3 are canonicalizations, exact bit for bit. Each
+//! rule is a small procedural matcher over the graph being rebuilt: its children are
+//! already rewritten, constants are matched exactly (after folding in the dtype), and its
+//! replacement is built with `Graph::add`.
 //! Each rule has a soundness test and an accuracy test in `tests/stability.rs`, which
 //! checks that every rule of the table is covered.
 
@@ -70,6 +71,7 @@ static RULES: &[Rule] = &[
     rule!("softplus", "S7", Stabilize, "log1p(exp(u)) → softplus(u)", "exp overflows to inf for u > 88.7 (f32) / 709.8 (f64)", softplus),
     rule!("log1mexp", "S8", Stabilize, "log1p(-exp(u)) → log1mexp(u); log(-expm1(u)) → log1mexp(u)", "each form loses its digits on one side of -ln 2", log1mexp),
     rule!("log-exp", "S18", Stabilize, "log(exp(u)) → u; log1p(expm1(u)) → u", "exp overflows or underflows", log_exp),
+    rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(abs(q) <= 0.5, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
     rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q))", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN", kl_term),
     rule!("log1p", "S5", Stabilize, "log(1 + u) → log1p(u); log(1 - u) → log1p(-u)", "1 + u absorbs a small u", log1p),
     rule!("xlogy", "S14", Stabilize, "u*log(v) → xlogy(u, v); u*log1p(v) → xlog1py(u, v) (u data: no pred)", "u = 0 with v = 0 gives 0*(-inf) = NaN; the limit is 0", xlogy),
@@ -80,9 +82,14 @@ static RULES: &[Rule] = &[
     rule!("hypot", "S27", Stabilize, "sqrt(a^2 + b^2) → hypot(a, b); sqrt(sum(x^2)) → norm(x)", "the squares overflow or underflow", hypot),
     rule!("square-times-exp", "S21", Stabilize, "square(a)*exp(b) → square(a*exp(0.5*b))", "square(a) overflows or exp(b) under/overflows while the product does not (inf*0 is NaN)", square_times_exp),
     rule!("cosine", "S27", Stabilize, "sum(a*b)/(norm(a)*norm(b)) → sum((a/norm(a))*(b/norm(b)))", "the dot product and the product of norms overflow or underflow", cosine),
+    rule!("one-minus-cosine", "S25", Stabilize, "1 - sum((a/norm(a))*(b/norm(b))) → 0.5*sum(square(a/norm(a) - b/norm(b)))", "the cosine of nearly parallel vectors rounds to 1 and 1 - cos keeps only its rounding error; |â - b̂|²/2 has no cancellation", one_minus_cosine),
     rule!("sqrt-square", "S23", Stabilize, "sqrt(square(u)) → abs(u)", "the square overflows or underflows", sqrt_square),
+    rule!("halve-square", "S39", Stabilize, "c*(a + b) → c*a + c*b; c*square(u) → (c*u)*u (c = ±2^-k, k ≥ 1)", "the sum or the square overflows where the scaled result does not (0.5*(s + (y - mu)^2*exp(-s)) near the largest float); scaling by a power of two is exact, so nothing else changes", halve_square),
+    rule!("split-difference", "S36", Stabilize, "(a - b)*c → where(abs(a - b) < inf, (a - b)*c, a*c - b*c) (a, b inputs)", "a - b overflows to inf for inputs near the largest float while (a - b)*c is finite (inf*0 is NaN)", split_difference),
     // Gradient safety (§7 D), derivative graphs only.
     rule!("select-sink", "S34", Gradient, "a*where(c, 0, b) → where(c, 0, a*b); the same for / and the other branch", "an inf or NaN factor times the unselected 0 gives NaN", select_sink),
+    rule!("sigmoid-xlogx", "S37", Gradient, "a*(sigmoid(u)*(b*log_sigmoid(u))) → (sigmoid(u)*log_sigmoid(u))*(a*b): in a product, sigmoid(u) and log_sigmoid(u) first", "log_sigmoid(u) reaches -|u|, and its product with the other factors overflows before sigmoid(u) = 0 multiplies it (inf*0 is NaN); sigmoid(u)*log_sigmoid(u) is bounded by 1/e", sigmoid_xlogx),
+    rule!("reuse-product", "S38", Gradient, "a*(b*c) → (a*b)*c where a*b is already computed; a*where(k, b*c, e) → where(k, (a*b)*c, a*e)", "the adjoint's order multiplies large factors first (b*c overflows) where the value's own product a*b is moderate", reuse_product),
     // Lowerings (§7 E), bit for bit as math.rs computes the fused ops.
     rule!("lower-softplus", "L1", Lower, "softplus(x) → maximum(x, 0) + log1p(exp(-abs(x)))", "primitive ops only", lower_softplus),
     rule!("lower-log-sigmoid", "L2", Lower, "log_sigmoid(x) → minimum(x, 0) - log1p(exp(-abs(x)))", "primitive ops only", lower_log_sigmoid),
@@ -666,6 +673,29 @@ fn cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     Some(g.un(Op::RowSum, p))
 }
 
+/// `u/norm(u)` → `u`.
+fn unit_of(g: &Graph, id: NodeId) -> Option<NodeId> {
+    let (u, n) = bin(g, id, Op::Div)?;
+    (un(g, n, Op::RowNorm) == Some(u)).then_some(u)
+}
+
+fn one_minus_cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (one, c) = bin(cx.g, id, Op::Sub)?;
+    if !is_const(cx.g, one, 1.0) {
+        return None;
+    }
+    let p = un(cx.g, c, Op::RowSum)?;
+    let (ua, ub) = bin(cx.g, p, Op::Mul)?;
+    unit_of(cx.g, ua)?;
+    unit_of(cx.g, ub)?;
+    let g = &mut *cx.g;
+    let d = g.bin(Op::Sub, ua, ub);
+    let d2 = g.un(Op::Square, d);
+    let s = g.un(Op::RowSum, d2);
+    let half = g.cst(0.5);
+    Some(g.bin(Op::Mul, half, s))
+}
+
 fn sqrt_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let s = un(cx.g, id, Op::Sqrt)?;
     let u = un(cx.g, s, Op::Square)?;
@@ -698,6 +728,182 @@ fn select_sink(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
         let x2 = if zero_x { x } else { apply(g, x) };
         let y2 = if zero_y { y } else { apply(g, y) };
         return Some(g.select(c, x2, y2));
+    }
+    None
+}
+
+/// `log1p(a) - log1p(b)` (MSLE's difference of logs): where the ratio (1 + a)/(1 + b) is
+/// within [0.5, 1.5], `log1p((a - b)/(1 + b))`: no cancellation, and a − b is exact when a
+/// and b are close. Elsewhere the difference itself, which does not cancel there (kept as
+/// the regime's other branch; the engine does not match it again).
+fn log1p_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (la, lb) = bin(cx.g, id, Op::Sub)?;
+    let a = un(cx.g, la, Op::Log1p)?;
+    let b = un(cx.g, lb, Op::Log1p)?;
+    let g = &mut *cx.g;
+    let one = g.cst(1.0);
+    let half = g.cst(0.5);
+    let d = g.bin(Op::Sub, a, b);
+    let ob = g.bin(Op::Add, one, b);
+    let q = g.bin(Op::Div, d, ob);
+    let l = g.un(Op::Log1p, q);
+    let aq = g.un(Op::Abs, q);
+    let near = g.bin(Op::Le, aq, half);
+    Some(g.select(near, l, id))
+}
+
+/// True when `c` is ±2^-k with k ≥ 1 (a scaling that is exact away from subnormals).
+fn is_small_power_of_two(g: &Graph, c: NodeId) -> bool {
+    g.constant(c).is_some_and(|v| {
+        let a = v.abs();
+        a > 0.0 && a < 1.0 && (a.log2().fract() == 0.0) && a >= f64::from(f32::MIN_POSITIVE)
+    })
+}
+
+/// A constant scaling by 2^-k distributed over a sum and into a square: `c*(a + b)` →
+/// `c*a + c*b`, `c*square(u)` → `(c*u)*u`. Each right side rounds exactly as the left
+/// (scaling by a power of two is exact) except where the left side's sum or square
+/// overflows and the result does not.
+fn halve_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (c, x) = bin(cx.g, id, Op::Mul)?;
+    if !is_small_power_of_two(cx.g, c) {
+        return None;
+    }
+    let g = &mut *cx.g;
+    match op(g, x) {
+        Op::Add | Op::Sub => {
+            let (a, b) = (arg(g, x, 0), arg(g, x, 1));
+            let ca = g.bin(Op::Mul, c, a);
+            let cb = g.bin(Op::Mul, c, b);
+            Some(g.bin(op(g, x), ca, cb))
+        }
+        Op::Square => {
+            let u = arg(g, x, 0);
+            let cu = g.bin(Op::Mul, c, u);
+            Some(g.bin(Op::Mul, cu, u))
+        }
+        _ => None,
+    }
+}
+
+/// `(a - b)*c` with a and b inputs: where `a - b` overflows (inputs near the largest float
+/// of opposite signs), `a*c - b*c`, finite when c is small. Elsewhere the product as
+/// written (the regime's first branch; the engine does not match it again).
+fn split_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (x, y) = bin(cx.g, id, Op::Mul)?;
+    let is_input = |g: &Graph, n: NodeId| matches!(op(g, n), Op::Input(_));
+    for (d, c) in [(x, y), (y, x)] {
+        let Some((a, b)) = bin(cx.g, d, Op::Sub) else { continue };
+        if !is_input(cx.g, a) || !is_input(cx.g, b) || cx.g.constant(c).is_some() {
+            continue;
+        }
+        let g = &mut *cx.g;
+        let inf = g.cst(f64::INFINITY);
+        let ad = g.un(Op::Abs, d);
+        let finite = g.bin(Op::Lt, ad, inf);
+        let ac = g.bin(Op::Mul, a, c);
+        let bc = g.bin(Op::Mul, b, c);
+        let far = g.bin(Op::Sub, ac, bc);
+        return Some(g.select(finite, id, far));
+    }
+    None
+}
+
+/// Most factors [`sigmoid_xlogx`] flattens out of one product.
+const MAX_FACTORS: usize = 16;
+
+/// True when `id` is `sigmoid(u)*log_sigmoid(u)` (either order).
+fn is_xlogx_pair(g: &Graph, id: NodeId) -> bool {
+    let Some((a, b)) = bin(g, id, Op::Mul) else { return false };
+    let pair = |s: NodeId, l: NodeId| un(g, s, Op::Sigmoid).is_some_and(|u| un(g, l, Op::LogSigmoid) == Some(u));
+    pair(a, b) || pair(b, a)
+}
+
+/// In a product tree, groups `sigmoid(u)` with `log_sigmoid(u)` (p·log p, bounded by
+/// 1/e) ahead of the other factors, which multiply the unbounded log_sigmoid(u) into
+/// an overflow where sigmoid(u) = 0 (focal loss's gradient at |x| near the largest float).
+fn sigmoid_xlogx(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let g = &mut *cx.g;
+    op(g, id).eq(&Op::Mul).then_some(())?;
+    // The factors, in order (a pair already grouped is one factor).
+    let mut factors = Vec::new();
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        if factors.len() + stack.len() > MAX_FACTORS {
+            return None;
+        }
+        if op(g, n) == Op::Mul && !is_xlogx_pair(g, n) {
+            stack.push(arg(g, n, 1));
+            stack.push(arg(g, n, 0));
+        } else {
+            factors.push(n);
+        }
+    }
+    let (i, j) = factors.iter().enumerate().find_map(|(i, &f)| {
+        let u = un(g, f, Op::Sigmoid)?;
+        factors.iter().position(|&l| un(g, l, Op::LogSigmoid) == Some(u)).map(|j| (i, j))
+    })?;
+    let pair = g.bin(Op::Mul, factors[i], factors[j]);
+    let rest = factors.iter().enumerate().filter(|(k, _)| *k != i && *k != j).map(|(_, f)| *f);
+    let mut acc: Option<NodeId> = None;
+    for f in rest {
+        acc = Some(match acc {
+            None => f,
+            Some(a) => g.bin(Op::Mul, a, f),
+        });
+    }
+    Some(match acc {
+        None => pair,
+        Some(r) => g.bin(Op::Mul, pair, r),
+    })
+}
+
+/// `a*(b*c)` → `(a*b)*c` when the graph already holds `a*b` (the loss's own product,
+/// whose size is the value's): reverse mode multiplies an adjoint through the factors
+/// one at a time, which can overflow (b*c) where the product a*b is moderate. Through a
+/// select: `a*where(k, b*c, e)` → `where(k, (a*b)*c, a*e)`. Only an older product is
+/// reused, so regrouping cannot cycle.
+fn reuse_product(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let g = &mut *cx.g;
+    let (x, y) = bin(g, id, Op::Mul)?;
+    for (a, bc) in [(x, y), (y, x)] {
+        if g.constant(a).is_some() {
+            continue;
+        }
+        if let Some(r) = regroup(g, a, bc) {
+            return Some(r);
+        }
+        if op(g, bc) != Op::Where {
+            continue;
+        }
+        let [k, u, v] = g.node(bc).args;
+        let (ru, rv) = (regroup(g, a, u), regroup(g, a, v));
+        if ru.is_none() && rv.is_none() {
+            continue;
+        }
+        let side = |g: &mut Graph, r: Option<NodeId>, b: NodeId| match r {
+            Some(r) => r,
+            None if g.constant(b) == Some(0.0) => b,
+            None => g.bin(Op::Mul, a, b),
+        };
+        let u2 = side(g, ru, u);
+        let v2 = side(g, rv, v);
+        return Some(g.select(k, u2, v2));
+    }
+    None
+}
+
+/// `(a*b)*c` for `a*(b*c)` (`bc` = `b*c` in either order) when `a*b` is an older node.
+fn regroup(g: &mut Graph, a: NodeId, bc: NodeId) -> Option<NodeId> {
+    let (p, q) = bin(g, bc, Op::Mul)?;
+    for (b, c) in [(p, q), (q, p)] {
+        if g.constant(b).is_some() {
+            continue;
+        }
+        let found = g.find_bin(Op::Mul, a, b).or_else(|| g.find_bin(Op::Mul, b, a));
+        if let Some(ab) = found.filter(|ab| ab.index() < bc.index()) {
+            return Some(g.bin(Op::Mul, ab, c));
+        }
     }
     None
 }

@@ -1,18 +1,21 @@
 //! The accuracy harness: samples the hard input classes of stability.md §8.2, evaluates a
-//! loss and its gradients with the interpreter (stabilized and as written), compares
-//! with the high-precision reference of [`super::reference`], and scores in Herbie's bits
-//! of error.
+//! loss and its gradients with the interpreter and the JIT (stabilized and as written),
+//! compares with the high-precision reference of [`super::reference`], and scores in
+//! Herbie's bits of error.
 //!
 //! Scores: `bits = log2(1 + |ordinal(got) − ordinal(want)|)` in the dtype's ordering
 //! (0 and −0 equal; NaN against a number scores the type width). A point is
-//! *ill-conditioned* when the relative condition number of the output with respect to all
-//! inputs exceeds 2^10 (estimated from relative perturbations of 2^-26 of each input,
-//! evaluated with the stabilized f64 kernel); such points are counted apart, and the mean
+//! *ill-conditioned* when the relative condition number of the output element (the value
+//! or one gradient entry) with respect to all inputs exceeds 2^10. κ is estimated from
+//! relative perturbations of 2^-26 of each input with the stabilized f64 interpreter, and
+//! recomputed from the reference wherever an engine is more than 2 bits off at a point that
+//! estimate calls well-conditioned. Ill-conditioned points are counted apart, and the mean
 //! and maximum are taken over the well-conditioned ones. `nonfinite` counts NaN/±inf
 //! results where the true value is finite, over every point.
 
 use lossc::eval::{evaluate, Array, EvalOptions, LossValue};
 use lossc::ir::{Dtype, NodeId};
+use lossc::jit::JitLoss;
 use lossc::program::{Layout, Program, ReduceMode};
 use lossc::{compile, CompileOptions};
 
@@ -346,6 +349,8 @@ pub struct Score {
     pub worst: Option<(Vec<Vec<f64>>, f64, f64)>,
     /// The first point with a spurious non-finite result: (inputs, got, want).
     pub first_nonfinite: Option<(Vec<Vec<f64>>, f64, f64)>,
+    /// The point of the largest excess: (inputs, got, want, κ).
+    pub worst_excess: Option<(Vec<Vec<f64>>, f64, f64, f64)>,
 }
 
 /// Bits of error (Herbie): log2(1 + ulps between `got` and `want` in the dtype).
@@ -425,8 +430,27 @@ fn sample_inputs(f: &Formula, prog: &Program, n: usize, dtype: Dtype, rng: &mut 
         .collect()
 }
 
-/// Interpreter outputs per sample: [value, grad elements of each pred...] flattened per output.
-fn run_interp(prog: &Program, samples: &[Sample], classes: usize) -> Vec<Vec<Vec<f64>>> {
+/// Which engine computes a formula.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The reference interpreter (`lossc::eval::evaluate`).
+    Interp,
+    /// The Cranelift kernels (`lossc::jit::JitLoss::evaluate`).
+    Jit,
+}
+
+impl Engine {
+    /// `"interp"` or `"jit"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::Jit => "jit",
+        }
+    }
+}
+
+/// Outputs per sample, through `engine`: [value, grad elements of each pred...] per output.
+fn run(engine: Engine, prog: &Program, samples: &[Sample], classes: usize) -> Vec<Vec<Vec<f64>>> {
     let n = samples.len();
     let mut arrays: Vec<(String, Array)> = Vec::new();
     for (i, decl) in prog.inputs.iter().enumerate() {
@@ -436,7 +460,14 @@ fn run_interp(prog: &Program, samples: &[Sample], classes: usize) -> Vec<Vec<Vec
     }
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce: Some(ReduceMode::None), grad: true, hess: false, upstream: None };
-    let out = evaluate(prog, &refs, &opts).unwrap_or_else(|d| panic!("{d:?}"));
+    let out = match engine {
+        Engine::Interp => evaluate(prog, &refs, &opts),
+        Engine::Jit => {
+            let jit = JitLoss::new(prog.clone()).unwrap_or_else(|e| panic!("jit: {e}"));
+            jit.evaluate(&refs, &opts)
+        }
+    }
+    .unwrap_or_else(|d| panic!("{}: {d:?}", engine.name()));
     let LossValue::PerItem(loss) = out.loss else { panic!("reduce none gives per-item values") };
     (0..n)
         .map(|s| {
@@ -454,6 +485,10 @@ fn run_interp(prog: &Program, samples: &[Sample], classes: usize) -> Vec<Vec<Vec
         .collect()
 }
 
+fn run_interp(prog: &Program, samples: &[Sample], classes: usize) -> Vec<Vec<Vec<f64>>> {
+    run(Engine::Interp, prog, samples, classes)
+}
+
 fn roots(prog: &Program) -> Vec<NodeId> {
     let mut r = vec![prog.loss];
     r.extend(prog.derivs.iter().map(|d| d.grad));
@@ -468,19 +503,87 @@ pub fn output_names(source: &str) -> Vec<String> {
     names
 }
 
-/// Measures one formula in one dtype over `n` samples: one [`Score`] per output.
-pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
+/// Relative perturbation used to estimate condition numbers.
+const DELTA: f64 = 1.0 / (1u64 << 26) as f64;
+
+/// Condition numbers above this count a point as ill-conditioned.
+pub const ILL: f64 = 1024.0;
+
+/// Adds to `kappa` (per output, per element) Σ over the float input entries of
+/// |relative change of the output| / δ under a relative perturbation δ of that entry,
+/// `eval` giving the outputs at a perturbed sample (`None`: unknown there).
+fn add_kappa(
+    kappa: &mut [Vec<f64>],
+    base: &[Vec<Option<f64>>],
+    sample: &Sample,
+    prog: &Program,
+    classes: usize,
+    eval: &mut dyn FnMut(&Sample) -> Vec<Vec<Option<f64>>>,
+) {
+    for (i, decl) in prog.inputs.iter().enumerate() {
+        if decl.layout == Layout::Index {
+            continue;
+        }
+        let width = if decl.layout == Layout::Classes { classes } else { 1 };
+        for j in 0..width {
+            if sample[i][j] == 0.0 || !sample[i][j].is_finite() {
+                continue;
+            }
+            let mut pert = sample.clone();
+            pert[i][j] *= 1.0 + DELTA;
+            let out = eval(&pert);
+            for (o, kv) in kappa.iter_mut().enumerate() {
+                for (e, k) in kv.iter_mut().enumerate() {
+                    *k += match (out[o][e], base[o][e]) {
+                        (Some(a), Some(b)) if a == b => 0.0,
+                        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => ((a - b) / b).abs() / DELTA,
+                        (None, _) | (_, None) => f64::NAN,
+                        _ => f64::INFINITY,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The scores of one formula in one dtype, per engine: one [`Score`] per output.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// Through the interpreter.
+    pub interp: Vec<Score>,
+    /// Through the JIT kernels.
+    pub jit: Vec<Score>,
+}
+
+impl Measurement {
+    /// The scores of one engine.
+    pub fn of(&self, engine: Engine) -> &[Score] {
+        match engine {
+            Engine::Interp => &self.interp,
+            Engine::Jit => &self.jit,
+        }
+    }
+}
+
+/// Measures one formula in one dtype over `n` samples, through the interpreter and the JIT.
+///
+/// Condition numbers are estimated for every output element (the value and each gradient
+/// entry) by relative perturbations of 2^-26 of each float input entry, first with the
+/// stabilized f64 interpreter; wherever an engine is off by more than 2 bits at a point
+/// that estimate calls well-conditioned, κ is recomputed from the high-precision reference
+/// (rounded to f64), so a kernel's own error cannot hide or fake ill-conditioning.
+pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Measurement {
     let c = compile_both(&f.source, dtype);
     let c64 = compile_both(&f.source, Dtype::F64);
     let mut rng = Rng(seed);
     let classes = f.classes.max(1);
     let samples = sample_inputs(f, &c.stable, n, dtype, &mut rng);
-    let got = run_interp(&c.stable, &samples, classes);
-    let naive = run_interp(&c.raw, &samples, classes);
+    let engines = [Engine::Interp, Engine::Jit];
+    let got: Vec<_> = engines.iter().map(|e| run(*e, &c.stable, &samples, classes)).collect();
+    let naive: Vec<_> = engines.iter().map(|e| run(*e, &c.raw, &samples, classes)).collect();
     let base64 = run_interp(&c64.stable, &samples, classes);
-    // Condition numbers: relative perturbations of each float input entry.
-    let delta = (2.0f64).powi(-26);
-    let n_out = got.first().map_or(0, Vec::len);
+    let n_out = base64.first().map_or(0, Vec::len);
+    // Condition numbers from the f64 kernel: one batched run per perturbed input entry.
     let mut kappa: Vec<Vec<Vec<f64>>> = base64.iter().map(|o| o.iter().map(|v| vec![0.0; v.len()]).collect()).collect();
     for (i, decl) in c.stable.inputs.iter().enumerate() {
         if decl.layout == Layout::Index {
@@ -490,7 +593,7 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
         for j in 0..width {
             let mut pert: Vec<Sample> = samples.clone();
             for s in &mut pert {
-                s[i][j] *= 1.0 + delta;
+                s[i][j] *= 1.0 + DELTA;
             }
             let out = run_interp(&c64.stable, &pert, classes);
             for s in 0..n {
@@ -502,7 +605,7 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
                         } else if b == 0.0 || !b.is_finite() || !a.is_finite() {
                             f64::INFINITY
                         } else {
-                            ((a - b) / b).abs() / delta
+                            ((a - b) / b).abs() / DELTA
                         };
                         kappa[s][o][e] += rel;
                     }
@@ -512,8 +615,22 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
     }
     let raw_roots = roots(&c.raw);
     let stable_roots = roots(&c.stable);
-    let mut scores = vec![Score::default(); n_out];
-    let mut sums = vec![(0.0f64, 0usize, 0.0f64, 0usize); n_out];
+    let exact64 = |s: &Sample| -> Vec<Vec<Option<f64>>> {
+        let mut v = reference(&c.raw, s, classes, &raw_roots, Dtype::F64);
+        if v.iter().flatten().any(|w| w.is_none_or(f64::is_nan)) {
+            let alt = reference(&c.stable, s, classes, &stable_roots, Dtype::F64);
+            for (wv, av) in v.iter_mut().zip(alt) {
+                for (w, a) in wv.iter_mut().zip(av) {
+                    if w.is_none_or(f64::is_nan) {
+                        *w = a;
+                    }
+                }
+            }
+        }
+        v
+    };
+    let mut scores = [vec![Score::default(); n_out], vec![Score::default(); n_out]];
+    let mut sums = [vec![(0.0f64, 0usize, 0.0f64); n_out], vec![(0.0f64, 0usize, 0.0f64); n_out]];
     for s in 0..n {
         let mut want = reference(&c.raw, &samples[s], classes, &raw_roots, dtype);
         // Where the formula as written is undefined (NaN, e.g. 0*log(0)), the value of its
@@ -526,64 +643,82 @@ pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Vec<Score> {
             }
         }
         let missing = want.iter().any(|v| v.iter().any(Option::is_none));
-        let mut alt = None;
-        if missing {
-            alt = Some(reference(&c.stable, &samples[s], classes, &stable_roots, dtype));
-        }
+        let alt = missing.then(|| reference(&c.stable, &samples[s], classes, &stable_roots, dtype));
+        let mut exact_kappa: Option<Vec<Vec<f64>>> = None;
         for o in 0..n_out {
-            for e in 0..got[s][o].len() {
-                let sc = &mut scores[o];
-                sc.points += 1;
+            for e in 0..got[0][s][o].len() {
                 let mut w = want[o].get(e).copied().flatten();
+                let from_stable = w.is_none();
                 if w.is_none() {
-                    if let Some(a) = &alt {
-                        w = a[o].get(e).copied().flatten();
-                        if w.is_some() {
-                            sc.via_stable += 1;
+                    w = alt.as_ref().and_then(|a| a[o].get(e).copied().flatten());
+                }
+                let mut k = kappa[s][o][e];
+                if let Some(w) = w {
+                    let suspicious = (0..2).any(|x| bits(got[x][s][o][e], w, dtype) > 2.0);
+                    if suspicious && k <= ILL {
+                        let ek = exact_kappa.get_or_insert_with(|| {
+                            let base = exact64(&samples[s]);
+                            let mut kk: Vec<Vec<f64>> = base.iter().map(|v| vec![0.0; v.len()]).collect();
+                            add_kappa(&mut kk, &base, &samples[s], &c.raw, classes, &mut |p| exact64(p));
+                            kk
+                        });
+                        // An unknown exact κ keeps the kernel's estimate.
+                        if !ek[o][e].is_nan() {
+                            k = ek[o][e];
                         }
                     }
                 }
-                let Some(w) = w else { continue };
-                sc.referenced += 1;
-                let (g, nv) = (got[s][o][e], naive[s][o][e]);
-                if w.is_finite() && !g.is_finite() {
-                    sc.nonfinite += 1;
-                    if sc.first_nonfinite.is_none() {
-                        sc.first_nonfinite = Some((samples[s].clone(), g, w));
+                for x in 0..2 {
+                    let sc = &mut scores[x][o];
+                    sc.points += 1;
+                    let Some(w) = w else { continue };
+                    if from_stable {
+                        sc.via_stable += 1;
                     }
-                }
-                if w.is_finite() && !nv.is_finite() {
-                    sc.naive_nonfinite += 1;
-                }
-                let k = kappa[s][o][e];
-                if k.is_nan() || k > 1024.0 {
-                    sc.ill += 1;
-                    continue;
-                }
-                let b = bits(g, w, dtype);
-                let bn = bits(nv, w, dtype);
-                sc.max_excess = sc.max_excess.max(b - k.max(1.0).log2());
-                let acc = &mut sums[o];
-                acc.0 += b;
-                acc.1 += 1;
-                acc.2 += bn;
-                acc.3 += 1;
-                if b > sc.max_bits || sc.worst.is_none() {
-                    sc.max_bits = sc.max_bits.max(b);
-                    if b >= sc.max_bits {
+                    sc.referenced += 1;
+                    let (g, nv) = (got[x][s][o][e], naive[x][s][o][e]);
+                    if w.is_finite() && !g.is_finite() {
+                        sc.nonfinite += 1;
+                        if sc.first_nonfinite.is_none() {
+                            sc.first_nonfinite = Some((samples[s].clone(), g, w));
+                        }
+                    }
+                    if w.is_finite() && !nv.is_finite() {
+                        sc.naive_nonfinite += 1;
+                    }
+                    if k.is_nan() || k > ILL {
+                        sc.ill += 1;
+                        continue;
+                    }
+                    let b = bits(g, w, dtype);
+                    let bn = bits(nv, w, dtype);
+                    let excess = b - k.max(1.0).log2();
+                    if excess > sc.max_excess || sc.worst_excess.is_none() {
+                        sc.max_excess = sc.max_excess.max(excess);
+                        sc.worst_excess = Some((samples[s].clone(), g, w, k));
+                    }
+                    let acc = &mut sums[x][o];
+                    acc.0 += b;
+                    acc.1 += 1;
+                    acc.2 += bn;
+                    if b > sc.max_bits || sc.worst.is_none() {
+                        sc.max_bits = sc.max_bits.max(b);
                         sc.worst = Some((samples[s].clone(), g, w));
                     }
+                    sc.naive_max_bits = sc.naive_max_bits.max(bn);
                 }
-                sc.naive_max_bits = sc.naive_max_bits.max(bn);
             }
         }
-        want.clear();
     }
-    for (sc, acc) in scores.iter_mut().zip(sums) {
-        sc.mean_bits = if acc.1 > 0 { acc.0 / acc.1 as f64 } else { 0.0 };
-        sc.naive_mean_bits = if acc.3 > 0 { acc.2 / acc.3 as f64 } else { 0.0 };
+    for x in 0..2 {
+        for (sc, acc) in scores[x].iter_mut().zip(&sums[x]) {
+            let k = acc.1.max(1) as f64;
+            sc.mean_bits = acc.0 / k;
+            sc.naive_mean_bits = acc.2 / k;
+        }
     }
-    scores
+    let [interp, jit] = scores;
+    Measurement { interp, jit }
 }
 
 /// The benchmark formulas of stability.md §8.1, items 1–20 (with variants).
@@ -702,4 +837,57 @@ pub fn check_rule(rule: &str, f: &Formula, n: usize, seed: u64) -> RuleReport {
         report.bits.push((sum / k, max, nsum / k, nmax));
     }
     report
+}
+
+/// One output element at one point, through one engine (see [`errors_at`]).
+#[derive(Clone, Debug)]
+pub struct PointError {
+    /// The engine.
+    pub engine: Engine,
+    /// The sample's index.
+    pub sample: usize,
+    /// The output's name (`value`, `grad NAME`).
+    pub output: String,
+    /// The element of that output.
+    pub element: usize,
+    /// The engine's result.
+    pub got: f64,
+    /// The correctly rounded result.
+    pub want: f64,
+    /// Bits of error.
+    pub bits: f64,
+}
+
+/// The errors of every output element of the stabilized `source` at the given samples
+/// (each a list of the program's inputs' data), through the interpreter and the JIT,
+/// against the high-precision reference (where it resolves).
+pub fn errors_at(source: &str, classes: usize, dtype: Dtype, samples: &[Sample]) -> Vec<PointError> {
+    let c = compile_both(source, dtype);
+    let names = output_names(source);
+    let (raw_roots, stable_roots) = (roots(&c.raw), roots(&c.stable));
+    let mut res = Vec::new();
+    for engine in [Engine::Interp, Engine::Jit] {
+        let got = run(engine, &c.stable, samples, classes);
+        for (s, sample) in samples.iter().enumerate() {
+            let want = reference(&c.raw, sample, classes, &raw_roots, dtype);
+            let alt = reference(&c.stable, sample, classes, &stable_roots, dtype);
+            for (o, name) in names.iter().enumerate() {
+                for (e, g) in got[s][o].iter().enumerate() {
+                    let w = want[o][e].filter(|w| !w.is_nan()).or(alt[o][e]);
+                    let Some(w) = w else { continue };
+                    let bits = bits(*g, w, dtype);
+                    res.push(PointError {
+                        engine,
+                        sample: s,
+                        output: name.clone(),
+                        element: e,
+                        got: *g,
+                        want: w,
+                        bits,
+                    });
+                }
+            }
+        }
+    }
+    res
 }

@@ -22,6 +22,9 @@ use lossc::program::Program;
 type F = FBig<HalfEven, 2>;
 type Fp = Result<dashu_float::round::Rounded<F>, dashu_float::FpError>;
 
+/// Largest |x| whose exp is computed (beyond: unknown for x > 0, a zero ball for x < 0).
+const EXP_LIMIT: f64 = 1e6;
+
 /// Highest working precision tried.
 pub const MAX_PRECISION: usize = 4096;
 
@@ -250,12 +253,16 @@ impl Eval {
         match a {
             B::Fin(m, r) => {
                 let xm = m.to_f64().value();
-                if xm > 1e15 {
+                // dashu's exp runs out of memory for |x| around 1e12, and nothing finite in
+                // either dtype needs exp beyond |x| = 1e6.
+                if xm > EXP_LIMIT {
                     return self.out_of_range();
                 }
-                if xm < -1e15 {
-                    // Below 2^(x·log2 e): a zero with a vanishing radius.
-                    return B::Fin(self.fix(F::ZERO), xm * std::f64::consts::LOG2_E + 1.0);
+                if xm < -EXP_LIMIT {
+                    // Below 2^(x·log2 e): a zero with a vanishing radius (finite: for x near
+                    // the largest float the product overflows, and a radius of −inf would
+                    // claim an exact zero, making log(sigmoid(−1e308)) exactly −inf).
+                    return B::Fin(self.fix(F::ZERO), (xm * std::f64::consts::LOG2_E + 1.0).max(f64::MIN));
                 }
                 let res = self.ctx.exp(m.repr(), None);
                 let ld = match &res {
@@ -274,10 +281,12 @@ impl Eval {
         match a {
             B::Fin(m, r) => {
                 let xm = m.to_f64().value();
-                if xm > 1e15 {
+                // dashu's exp runs out of memory for |x| around 1e12, and nothing finite in
+                // either dtype needs exp beyond |x| = 1e6.
+                if xm > EXP_LIMIT {
                     return self.out_of_range();
                 }
-                if xm < -1e15 {
+                if xm < -EXP_LIMIT {
                     return B::Fin(self.cst(-1.0), xm * std::f64::consts::LOG2_E + 1.0);
                 }
                 let ld = xm.max(0.0) * std::f64::consts::LOG2_E + 1.0;
@@ -364,8 +373,13 @@ impl Eval {
                     Op::Sin | Op::Cos if xm > 1e6 => return self.out_of_range(),
                     Op::Sin => (self.ctx.sin(m.repr(), None), 0.0),
                     Op::Cos => (self.ctx.cos(m.repr(), None), 0.0),
+                    Op::Tanh if xm > EXP_LIMIT => {
+                        // ±1 within 2·e^(−2|x|).
+                        let one = self.cst(if is_neg(m) { -1.0 } else { 1.0 });
+                        return B::Fin(one, (-2.0 * xm * std::f64::consts::LOG2_E + 2.0).max(f64::MIN));
+                    }
                     Op::Tanh => (self.ctx.tanh(m.repr(), None), 0.0),
-                    _ if xm > 1e15 => return self.out_of_range(),
+                    _ if xm > EXP_LIMIT => return self.out_of_range(),
                     Op::Cosh => (self.ctx.cosh(m.repr(), None), xm * std::f64::consts::LOG2_E),
                     _ => (self.ctx.sinh(m.repr(), None), xm * std::f64::consts::LOG2_E),
                 };
