@@ -415,3 +415,25 @@ fn user_clamps_and_barriers_stay() {
     assert!(prog.rewrites.iter().all(|r| r.rule != "softplus"), "{:?}", prog.rewrites);
     assert!(prog.rewrites.iter().all(|r| r.rule != "log1p"), "{:?}", prog.rewrites);
 }
+
+/// Regression: S36 split Huber's `0.5*(p − y)*(p − y)` into a regime with a second form, which
+/// cannot help (the product is k·(p − y)², infinite wherever p − y overflows) and doubled the
+/// kernel's cost through nested selects in the gradient. It still splits `(p − y)*seed`, where
+/// a small seed keeps the product finite.
+#[test]
+fn split_difference_leaves_scaled_squares_alone() {
+    let opts = CompileOptions { dtype: Dtype::F32, params: Vec::new(), hessian: false, stabilize: true };
+    let prog = compile("e = p - y\nwhere(abs(e) < 1, 0.5*e^2, abs(e) - 0.5)", &opts).expect("compiles");
+    let value_splits =
+        prog.rewrites.iter().filter(|r| r.id == "S36" && r.stage == lossc::stabilize::Stage::Loss).count();
+    assert_eq!(value_splits, 0, "{:?}", prog.rewrites);
+    let grad_splits = prog.rewrites.iter().filter(|r| r.id == "S36").count();
+    assert_eq!(grad_splits, 1, "{:?}", prog.rewrites);
+    // The protected case: (p - y)*seed at inputs near the largest float, mean of 4 (seed 1/4).
+    let f = f64::from(f32::MAX);
+    let p = Array::vector(vec![f, 1.0, 0.5, -1.0]);
+    let y = Array::vector(vec![-f, 0.0, 0.25, 0.0]);
+    let out = evaluate(&prog, &[("p", &p), ("y", &y)], &EvalOptions { grad: true, ..EvalOptions::default() })
+        .expect("evaluates");
+    assert!(out.grad[0].1.iter().all(|g| g.is_finite()), "{:?}", out.grad);
+}

@@ -797,6 +797,12 @@ fn split_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
         if !is_input(cx.g, a) || !is_input(cx.g, b) || cx.g.constant(c).is_some() {
             continue;
         }
+        // Where c is k·(a − b) itself (Huber's 0.5*(a − b)*(a − b)), the product is k·(a − b)²,
+        // infinite wherever a − b overflows, and a*c − b*c is no better: the regime would only
+        // cost a second form.
+        if scales_difference(cx.g, c, d, a, b) {
+            continue;
+        }
         let g = &mut *cx.g;
         let inf = g.cst(f64::INFINITY);
         let ad = g.un(Op::Abs, d);
@@ -807,6 +813,35 @@ fn split_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
         return Some(g.select(finite, id, far));
     }
     None
+}
+
+/// True when `c` is k·(a − b) for a constant k ≠ 0: `d` (= a − b) or `k*a − k*b` (S39's
+/// form), under any number of constant factors and negations.
+fn scales_difference(g: &Graph, c: NodeId, d: NodeId, a: NodeId, b: NodeId) -> bool {
+    let mut c = c;
+    loop {
+        if c == d {
+            return true;
+        }
+        match op(g, c) {
+            Op::Neg => c = arg(g, c, 0),
+            Op::Mul if g.constant(arg(g, c, 0)).is_some() => c = arg(g, c, 1),
+            Op::Mul if g.constant(arg(g, c, 1)).is_some() => c = arg(g, c, 0),
+            Op::Sub => {
+                let scaled = |x: NodeId, want: NodeId| -> Option<NodeId> {
+                    let (p, q) = bin(g, x, Op::Mul)?;
+                    match (g.constant(p), g.constant(q)) {
+                        (Some(_), _) if q == want => Some(p),
+                        (_, Some(_)) if p == want => Some(q),
+                        _ => None,
+                    }
+                };
+                let (x, y) = (arg(g, c, 0), arg(g, c, 1));
+                return matches!((scaled(x, a), scaled(y, b)), (Some(k1), Some(k2)) if k1 == k2);
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// Most factors [`sigmoid_xlogx`] flattens out of one product.
