@@ -1,5 +1,8 @@
 //! Differential tests: the JIT against the reference interpreter.
 //!
+//! Each comparison runs both kernel tiers: the quick kernels must compute the same bits as
+//! the optimized ones, which are compared with the interpreter.
+//!
 //! Every formula of the numeric suite and a stream of random well-formed losses run
 //! through both engines in f32 and f64 under every reduction, with gradients and Hessian
 //! diagonals. The engines differ only in their math routines (inline polynomials in the
@@ -86,11 +89,23 @@ fn both(src: &str, dtype: Dtype, data: &[(String, Array)], reduce: ReduceMode) -
     let options = CompileOptions { dtype, params: Vec::new(), hessian: true, stabilize: true };
     let prog = compile(src, &options.clone())
         .map_err(|d| format!("{src}: {:?}", d.iter().map(|d| &d.message).collect::<Vec<_>>()))?;
-    let jit = JitLoss::new(prog.clone()).map_err(|e| e.to_string())?;
+    // Both tiers: the quick kernels a new loss starts with must compute the same bits as the
+    // optimized ones that replace them, which are then compared with the interpreter.
+    let jit = JitLoss::new_quick(prog.clone()).map_err(|e| e.to_string())?;
     let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce: Some(reduce), grad: true, hess: true, upstream: None };
     let want = evaluate(&prog, &refs, &opts);
+    let quick = jit.evaluate(&refs, &opts);
+    jit.optimize_now().map_err(|e| e.to_string())?;
     let got = jit.evaluate(&refs, &opts);
+    if let (Ok(q), Ok(g)) = (&quick, &got) {
+        let same = flat(q).iter().zip(flat(g)).all(|((_, x), (_, y))| {
+            x.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
+        });
+        if !same {
+            return Ok(Some("the quick and the optimized kernels differ".to_string()));
+        }
+    }
     match (got, want) {
         (Ok(g), Ok(w)) => match differ(&g, &w, dtype) {
             // In f32 an ill-conditioned output (a deep Hessian, say) can differ between two
