@@ -437,3 +437,35 @@ fn split_difference_leaves_scaled_squares_alone() {
         .expect("evaluates");
     assert!(out.grad[0].1.iter().all(|g| g.is_finite()), "{:?}", out.grad);
 }
+
+/// A select inside a branch of another whose condition decides it takes its branch (a bound
+/// on the same |d|): exact for every input, NaN included, and Huber's gradient keeps no
+/// `|e| < inf` regime inside its `|e| < 1` branch.
+#[test]
+fn selects_decided_by_an_enclosing_bound_collapse() {
+    let opts = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false, stabilize: false };
+    let src = "d = p - y\nwhere(abs(d) < 1, 0.5*where(abs(d) < 1e30, p, y), 0) + where(abs(d) < 2, 0, where(abs(d) < 1, p, 3*y))";
+    let prog = compile(src, &opts).expect("compiles");
+    let names = |n: u16| prog.inputs[n as usize].name.clone();
+    let printed = lossc::ir::print::Printer::new(&prog.graph, &names).print(&[("loss".to_string(), prog.loss)]);
+    assert!(!printed.contains("1e+30") && !printed.contains("1e30"), "{printed}");
+    let p = Array::vector(vec![0.5, 1.5, 3.0, f64::NAN, f64::INFINITY, 0.0]);
+    let y = Array::vector(vec![0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN]);
+    let out = evaluate(
+        &prog,
+        &[("p", &p), ("y", &y)],
+        &EvalOptions { reduce: Some(ReduceMode::None), ..EvalOptions::default() },
+    )
+    .expect("evaluates");
+    let lossc::eval::LossValue::PerItem(v) = out.loss else { panic!("per item") };
+    // By hand: |d| = 0.5 → 0.5*p; 1.5 → 0; 3 → 3*y; NaN (twice) and inf → 3*y.
+    let want = [0.25, 0.0, 0.0, 0.0, 0.0, f64::NAN];
+    for (g, w) in v.iter().zip(want) {
+        assert!(g == &w || (g.is_nan() && w.is_nan()), "{v:?}");
+    }
+    let stable = CompileOptions { stabilize: true, ..opts };
+    let huber = compile("e = p - y\nwhere(abs(e) < 1, 0.5*e^2, abs(e) - 0.5)", &stable).expect("compiles");
+    let hnames = |n: u16| huber.inputs[n as usize].name.clone();
+    let grad = lossc::ir::print::Printer::new(&huber.graph, &hnames).print(&[("g".to_string(), huber.derivs[0].grad)]);
+    assert!(!grad.contains("< inf"), "{grad}");
+}

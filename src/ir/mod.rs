@@ -352,6 +352,9 @@ impl Node {
     }
 }
 
+/// How deep `Graph::assume` looks into a select's branch for selects it decides.
+const ASSUME_DEPTH: u32 = 3;
+
 /// The nodes of [`Graph::row_split_parts`] for a class-valued `x`.
 #[derive(Clone, Copy, Debug)]
 pub struct RowSplit {
@@ -577,6 +580,69 @@ impl Graph {
         }
     }
 
+    /// `(d, k)` when `c` is `abs(d) < k` for a constant k.
+    fn abs_bound(&self, c: NodeId) -> Option<(NodeId, f64)> {
+        let n = self.node(c);
+        if n.op != Op::Lt {
+            return None;
+        }
+        let k = self.constant(n.args[1])?;
+        let a = self.node(n.args[0]);
+        (a.op == Op::Abs).then_some((a.args[0], k))
+    }
+
+    /// The truth of condition `c2` wherever condition `c` is `truth`, when that decides it:
+    /// `c` itself, or `|d| < k1` against `|d| < k2` (true implies true for k1 ≤ k2; false —
+    /// |d| ≥ k1 or NaN — implies false for k2 ≤ k1).
+    fn decided(&self, c: NodeId, truth: bool, c2: NodeId) -> Option<bool> {
+        if c2 == c {
+            return Some(truth);
+        }
+        let (d1, k1) = self.abs_bound(c)?;
+        let (d2, k2) = self.abs_bound(c2)?;
+        match truth {
+            _ if d1 != d2 => None,
+            true if k1 <= k2 => Some(true),
+            false if k2 <= k1 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// `n` where condition `c` is `truth`: selects whose condition that decides take their
+    /// branch, looked for through at most `depth` levels of arithmetic and selects (a bounded
+    /// recursion, like `diff::through`'s). Returns `n` itself when nothing is decided.
+    fn assume(&mut self, n: NodeId, c: NodeId, truth: bool, depth: u32) -> NodeId {
+        let node = self.node(n);
+        match node.op {
+            Op::Where => {
+                if let Some(t) = self.decided(c, truth, node.args[0]) {
+                    let pick = if t { node.args[1] } else { node.args[2] };
+                    return self.assume(pick, c, truth, depth);
+                }
+                if depth == 0 {
+                    return n;
+                }
+                let x = self.assume(node.args[1], c, truth, depth - 1);
+                let y = self.assume(node.args[2], c, truth, depth - 1);
+                if (x, y) == (node.args[1], node.args[2]) {
+                    n
+                } else {
+                    self.select(node.args[0], x, y)
+                }
+            }
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Neg if depth > 0 => {
+                let old = node.children();
+                let new: Vec<NodeId> = old.iter().map(|a| self.assume(*a, c, truth, depth - 1)).collect();
+                if new == old {
+                    n
+                } else {
+                    self.add(node.op, &new)
+                }
+            }
+            _ => n,
+        }
+    }
+
     fn simplify(&mut self, op: Op, args: &[NodeId]) -> Option<NodeId> {
         let consts: Vec<Option<f64>> = args.iter().map(|a| self.constant(*a)).collect();
         if op.is_elementwise() && !args.is_empty() && consts.iter().all(Option::is_some) {
@@ -614,16 +680,14 @@ impl Graph {
                 if x == y {
                     return Some(x);
                 }
-                // A select nested in a branch of one on the same condition takes that branch.
+                // A select nested (through a little arithmetic) in a branch of one whose
+                // condition decides it takes its branch: the same condition, or a bound on
+                // the same |d| that the outer one implies (Huber's `|e| < 1` branch needs no
+                // `|e| < inf` regime inside).
                 let c = args[0];
-                let inner = |g: &Graph, n: NodeId, slot: usize| {
-                    let node = g.node(n);
-                    (node.op == Op::Where && node.args[0] == c).then(|| node.args[slot])
-                };
-                match (inner(self, x, 1), inner(self, y, 2)) {
-                    (None, None) => None,
-                    (ix, iy) => Some(self.select(c, ix.unwrap_or(x), iy.unwrap_or(y))),
-                }
+                let x2 = self.assume(x, c, true, ASSUME_DEPTH);
+                let y2 = self.assume(y, c, false, ASSUME_DEPTH);
+                ((x2, y2) != (x, y)).then(|| self.select(c, x2, y2))
             }
             Op::RowSum | Op::RowMean | Op::RowMax | Op::RowMin | Op::RowNorm | Op::RowLogSumExp
                 if self.kind(a) != Kind::Class =>
