@@ -16,46 +16,15 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
 
-use crate::jit::vecmath::{self, MathFeatures, MathFunc};
+use crate::jit::vecmath::{self, MathFeatures};
 
-/// A function of the `vecmath` module.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Func {
-    /// `e^x`.
-    Exp,
-    /// Natural logarithm.
-    Log,
-    /// `log(1 + x)`.
-    Log1p,
-    /// `e^x − 1`.
-    Expm1,
-    /// Logistic function.
-    Sigmoid,
-    /// `log(1 + e^x)`.
-    Softplus,
-    /// `−softplus(−x)`.
-    LogSigmoid,
-    /// Hyperbolic tangent.
-    Tanh,
-}
+/// A function of the `vecmath` module (the harness names `MathFunc` by its short name).
+pub(crate) use crate::jit::vecmath::MathFunc as Func;
 
 impl Func {
     /// Every function.
     pub const ALL: [Func; 8] =
         [Func::Exp, Func::Log, Func::Log1p, Func::Expm1, Func::Sigmoid, Func::Softplus, Func::LogSigmoid, Func::Tanh];
-
-    fn math(self) -> MathFunc {
-        match self {
-            Func::Exp => MathFunc::Exp,
-            Func::Log => MathFunc::Log,
-            Func::Log1p => MathFunc::Log1p,
-            Func::Expm1 => MathFunc::Expm1,
-            Func::Sigmoid => MathFunc::Sigmoid,
-            Func::Softplus => MathFunc::Softplus,
-            Func::LogSigmoid => MathFunc::LogSigmoid,
-            Func::Tanh => MathFunc::Tanh,
-        }
-    }
 
     /// The emitter, through the per-function entry points of `vecmath`.
     fn emitter(self) -> Emit {
@@ -69,11 +38,6 @@ impl Func {
             Func::LogSigmoid => vecmath::emit_log_sigmoid,
             Func::Tanh => vecmath::emit_tanh,
         }
-    }
-
-    /// The lower-case name.
-    pub fn name(self) -> &'static str {
-        self.math().name()
     }
 }
 
