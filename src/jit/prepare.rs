@@ -60,6 +60,12 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
             Op::Softmax => log_softmax_or_softmax(&mut out, args[0], true),
             Op::LogSoftmax => log_softmax(&mut out, args[0]),
             Op::RowLogSumExp => logsumexp(&mut out, args[0]),
+            // Σ_{j≠k} softmax(x)_j (nll_softmax's gradient at the target class) from the
+            // value's own row sum instead of one more pass over the row.
+            Op::RowSum => match others_of_softmax(g, node.args[0]) {
+                Some((x, k)) => softmax_others(&mut out, map[x.index()], map[k.index()], &mut gathers),
+                None => out.add(Op::RowSum, &args),
+            },
             Op::RowMean => {
                 let s = out.un(Op::RowSum, args[0]);
                 let c = out.leaf(Op::NumClasses, Kind::Uniform);
@@ -97,10 +103,10 @@ fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
 }
 
 /// `math::log_softmax_row`: `(x − m) − log1p(s)` with both differences' rounding errors
-/// carried, and its corrected exponential for softmax; `x − logsumexp(x)` where the max
-/// is not finite.
+/// carried, and its corrected exponential for softmax (which is also `x − logsumexp(x)`
+/// and its exponential where the max is not finite).
 fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
-    let RowSplit { m, e, total, l, finite } = g.row_split_parts(x);
+    let RowSplit { m, e, total, l, .. } = g.row_split_parts(x);
     let split = if softmax {
         // e^(x − m) / Σ e^(x − m), reusing the sum's exponentials (which the kernel keeps
         // from the pass that summed them): one exponential per element instead of two.
@@ -119,18 +125,61 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
         let lo3 = g.select(is_nan, zero, lo2);
         g.bin(Op::Add, s_hi, lo3)
     };
-    // Where the max is not finite, logsumexp is the max itself (see `logsumexp`), so
-    // x − lse is -inf or NaN, and its exponential 0 or NaN: no exponential needed.
-    let d = g.bin(Op::Sub, x, m);
-    let plain = if softmax {
-        let ninf = g.cst(f64::NEG_INFINITY);
-        let zero = g.cst(0.0);
-        let nan = g.cst(f64::NAN);
-        let gone = g.bin(Op::Eq, d, ninf);
-        g.select(gone, zero, nan)
-    } else {
-        d
+    // Where the max is not finite, logsumexp is the max itself (see `logsumexp`), so the
+    // interpreter's x − lse is −inf (x finite or −inf, m = +inf) or NaN (x = m = ±inf, or a
+    // NaN), and its exponential 0 or NaN. The split gives the same without a select: there
+    // x − m is −inf or NaN, `e` is 0 or NaN (exp_dw drops the NaN rounding term), the
+    // rounding terms of the log form are dropped as NaN, and `total` is finite (ties − 1).
+    split
+}
+
+/// `(x, k)` when `w` is `where(class_index == k, 0, softmax(x))` with k an index input:
+/// the terms of `nll_softmax`'s gradient at the target class, Σ_{j≠k} softmax(x)_j.
+fn others_of_softmax(g: &Graph, w: NodeId) -> Option<(NodeId, NodeId)> {
+    let n = g.node(w);
+    if n.op != Op::Where || !g.constant(n.args[1]).is_some_and(|c| c == 0.0 && c.is_sign_positive()) {
+        return None;
+    }
+    let c = g.node(n.args[0]);
+    if c.op != Op::Eq {
+        return None;
+    }
+    let k = match (g.node(c.args[0]).op, g.node(c.args[1]).op) {
+        (Op::ClassIndex, Op::Input(_)) => c.args[1],
+        (Op::Input(_), Op::ClassIndex) => c.args[0],
+        _ => return None,
     };
+    let s = g.node(n.args[2]);
+    (g.kind(k) == Kind::Row && s.op == Op::Softmax).then_some((s.args[0], k))
+}
+
+/// Σ_{j≠k} softmax(x)_j from the row split's own sum, without a pass over the row:
+/// Σ_{j≠k} e^(x_j − m) is `total` (the sum over all but one maximum) when x_k is a maximum,
+/// else `1 + (total − e_k)` (no cancellation: total includes e_k, and the result is ≥ 1).
+/// Where the max is not finite, the sum of the others' 0 or NaN: 0 when k holds the row's
+/// only maximum (or C = 1), else NaN.
+fn softmax_others(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeId, NodeId), NodeId>) -> NodeId {
+    let RowSplit { m, e, total, l: _, finite } = g.row_split_parts(x);
+    let xk = gather(g, x, k, memo);
+    let ek = gather(g, e, k, memo);
+    let one = g.cst(1.0);
+    let denom = g.bin(Op::Add, one, total);
+    let inv = g.bin(Op::Div, one, denom);
+    let top = g.bin(Op::Eq, xk, m);
+    let below = g.bin(Op::Sub, total, ek);
+    let plus_top = g.bin(Op::Add, one, below);
+    let num = g.select(top, total, plus_top);
+    let split = g.bin(Op::Mul, num, inv);
+    let at = g.bin(Op::Eq, x, m);
+    let ties = g.un(Op::RowSum, at);
+    let unique = g.bin(Op::Eq, ties, one);
+    let top_unique = g.bin(Op::And, top, unique);
+    let c = g.leaf(Op::NumClasses, Kind::Uniform);
+    let single = g.bin(Op::Eq, c, one);
+    let zero_case = g.bin(Op::Or, single, top_unique);
+    let zero = g.cst(0.0);
+    let nan = g.cst(f64::NAN);
+    let plain = g.select(zero_case, zero, nan);
     g.select(finite, split, plain)
 }
 
