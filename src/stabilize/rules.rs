@@ -90,6 +90,7 @@ static RULES: &[Rule] = &[
     rule!("select-sink", "S34", Gradient, "a*where(c, 0, b) → where(c, 0, a*b); the same for / and the other branch", "an inf or NaN factor times the unselected 0 gives NaN", select_sink),
     rule!("sigmoid-xlogx", "S37", Gradient, "a*(sigmoid(u)*(b*log_sigmoid(u))) → (sigmoid(u)*log_sigmoid(u))*(a*b): in a product, sigmoid(u) and log_sigmoid(u) first", "log_sigmoid(u) reaches -|u|, and its product with the other factors overflows before sigmoid(u) = 0 multiplies it (inf*0 is NaN); sigmoid(u)*log_sigmoid(u) is bounded by 1/e", sigmoid_xlogx),
     rule!("reuse-product", "S38", Gradient, "a*(b*c) → (a*b)*c where a*b is already computed; a*where(k, b*c, e) → where(k, (a*b)*c, a*e)", "the adjoint's order multiplies large factors first (b*c overflows) where the value's own product a*b is moderate", reuse_product),
+    rule!("halve-product", "S40", Gradient, "c*(a*b) → where(abs(a*b) < inf, c*(a*b), (c*a)*b) where b is a multiple of a (c = ±2^-k, 1 ≤ k ≤ 64); also in a select's branch", "an adjoint's a*b is a square in disguise (t*(t*seed)) that overflows where the scaled product c*a*b does not; scaling by a power of two is exact, and c*a cannot underflow where a*b overflowed", halve_product),
     // Lowerings (§7 E), bit for bit as math.rs computes the fused ops.
     rule!("lower-softplus", "L1", Lower, "softplus(x) → maximum(x, 0) + log1p(exp(-abs(x)))", "primitive ops only", lower_softplus),
     rule!("lower-log-sigmoid", "L2", Lower, "log_sigmoid(x) → minimum(x, 0) - log1p(exp(-abs(x)))", "primitive ops only", lower_log_sigmoid),
@@ -898,6 +899,70 @@ fn sigmoid_xlogx(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
 /// one at a time, which can overflow (b*c) where the product a*b is moderate. Through a
 /// select: `a*where(k, b*c, e)` → `where(k, (a*b)*c, a*e)`. Only an older product is
 /// reused, so regrouping cannot cycle.
+/// `c*(a*b)` with c = ±2^-k (1 ≤ k ≤ 64) and b a multiple of a (an adjoint's
+/// `t*(t*seed)`): the product where it is finite, else `(c*a)*b`, the same value rounded
+/// once more (c*a is exact: where |a*b| overflows, |a| ≥ MAX/|b| is far above the range
+/// where c*a would be subnormal). Also through a select: `c*where(k, a*b, e)` →
+/// `where(k, [the regime], c*e)` (multiplying each branch by c is exact).
+fn halve_product(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
+    let (c, x) = bin(cx.g, id, Op::Mul)?;
+    let cv = cx.g.constant(c)?;
+    if !is_small_power_of_two(cx.g, c) || cv.abs() < 2f64.powi(-64) {
+        return None;
+    }
+    let g = &mut *cx.g;
+    if square_like(g, x) {
+        return Some(product_regime(g, c, x, id));
+    }
+    if op(g, x) != Op::Where {
+        return None;
+    }
+    let [k, u, v] = g.node(x).args;
+    let (su, sv) = (square_like(g, u), square_like(g, v));
+    if !su && !sv {
+        return None;
+    }
+    let side = |g: &mut Graph, b: NodeId, square: bool| {
+        let cb = g.bin(Op::Mul, c, b);
+        if square {
+            let r = product_regime(g, c, b, cb);
+            // The regime keeps c*b as its first branch: this rule is done with it.
+            g.settle(cb, "halve-product");
+            r
+        } else {
+            cb
+        }
+    };
+    let u2 = side(g, u, su);
+    let v2 = side(g, v, sv);
+    Some(g.select(k, u2, v2))
+}
+
+/// `a*b` with neither factor constant and one a multiple of the other: the other factor
+/// reached within three levels of sums, differences, products and negations.
+fn square_like(g: &Graph, x: NodeId) -> bool {
+    let Some((a, b)) = bin(g, x, Op::Mul) else { return false };
+    if g.constant(a).is_some() || g.constant(b).is_some() {
+        return false;
+    }
+    fn mentions(g: &Graph, b: NodeId, a: NodeId, depth: u32) -> bool {
+        let linear = matches!(op(g, b), Op::Add | Op::Sub | Op::Mul | Op::Neg);
+        b == a || (depth > 0 && linear && g.node(b).children().iter().any(|c| mentions(g, *c, a, depth - 1)))
+    }
+    mentions(g, b, a, 3) || mentions(g, a, b, 3)
+}
+
+/// `where(abs(p) < inf, cp, (c*a)*b)` for p = a*b and cp = c*p.
+fn product_regime(g: &mut Graph, c: NodeId, p: NodeId, cp: NodeId) -> NodeId {
+    let (a, b) = (arg(g, p, 0), arg(g, p, 1));
+    let inf = g.cst(f64::INFINITY);
+    let ap = g.un(Op::Abs, p);
+    let finite = g.bin(Op::Lt, ap, inf);
+    let ca = g.bin(Op::Mul, c, a);
+    let far = g.bin(Op::Mul, ca, b);
+    g.select(finite, cp, far)
+}
+
 fn reuse_product(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let g = &mut *cx.g;
     let (x, y) = bin(g, id, Op::Mul)?;
