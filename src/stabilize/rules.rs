@@ -71,7 +71,7 @@ static RULES: &[Rule] = &[
     rule!("softplus", "S7", Stabilize, "log1p(exp(u)) → softplus(u)", "exp overflows to inf for u > 88.7 (f32) / 709.8 (f64)", softplus),
     rule!("log1mexp", "S8", Stabilize, "log1p(-exp(u)) → log1mexp(u); log(-expm1(u)) → log1mexp(u)", "each form loses its digits on one side of -ln 2", log1mexp),
     rule!("log-exp", "S18", Stabilize, "log(exp(u)) → u; log1p(expm1(u)) → u", "exp overflows or underflows", log_exp),
-    rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(abs(q) <= 0.5, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
+    rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(-0.5 <= q < inf, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b and keeps a few ulps of two logs near 20 at larger ratios (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
     rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q))", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN", kl_term),
     rule!("log1p", "S5", Stabilize, "log(1 + u) → log1p(u); log(1 - u) → log1p(-u)", "1 + u absorbs a small u", log1p),
     rule!("xlogy", "S14", Stabilize, "u*log(v) → xlogy(u, v); u*log1p(v) → xlog1py(u, v) (u data: no pred)", "u = 0 with v = 0 gives 0*(-inf) = NaN; the limit is 0", xlogy),
@@ -733,23 +733,27 @@ fn select_sink(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     None
 }
 
-/// `log1p(a) - log1p(b)` (MSLE's difference of logs): where the ratio (1 + a)/(1 + b) is
-/// within [0.5, 1.5], `log1p((a - b)/(1 + b))`: no cancellation, and a − b is exact when a
-/// and b are close. Elsewhere the difference itself, which does not cancel there (kept as
-/// the regime's other branch; the engine does not match it again).
+/// `log1p(a) - log1p(b)` (MSLE's difference of logs): where the ratio (1 + a)/(1 + b) is at
+/// least 0.5, `log1p(q)` with q = (a − b)/(1 + b) ≥ −0.5: no cancellation (a − b is exact
+/// when a and b are close), and the error of q passes to log1p(q) damped (by
+/// q/((1 + q)·log1p(q)) ≤ 1.4). Elsewhere, and where q is not finite (1 + b near 0 under
+/// a large a), the difference itself (kept as the regime's other branch; the engine does
+/// not match it again), which there has |result| ≥ ln 2 next to log1p(b).
 fn log1p_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let (la, lb) = bin(cx.g, id, Op::Sub)?;
     let a = un(cx.g, la, Op::Log1p)?;
     let b = un(cx.g, lb, Op::Log1p)?;
     let g = &mut *cx.g;
     let one = g.cst(1.0);
-    let half = g.cst(0.5);
+    let half = g.cst(-0.5);
+    let inf = g.cst(f64::INFINITY);
     let d = g.bin(Op::Sub, a, b);
     let ob = g.bin(Op::Add, one, b);
     let q = g.bin(Op::Div, d, ob);
     let l = g.un(Op::Log1p, q);
-    let aq = g.un(Op::Abs, q);
-    let near = g.bin(Op::Le, aq, half);
+    let above = g.bin(Op::Ge, q, half);
+    let finite = g.bin(Op::Lt, q, inf);
+    let near = g.bin(Op::And, above, finite);
     Some(g.select(near, l, id))
 }
 
