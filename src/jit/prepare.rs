@@ -66,6 +66,12 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 Some((x, k)) => softmax_others(&mut out, map[x.index()], map[k.index()], &mut gathers),
                 None => out.add(Op::RowSum, &args),
             },
+            // expm1(log_softmax(x)) = p − 1 (the log_softmax adjoint's factor) from the kept
+            // exponential and the row sum, without a second transcendental per element.
+            Op::Expm1 if g.node(node.args[0]).op == Op::LogSoftmax => {
+                let x = g.node(node.args[0]).args[0];
+                softmax_minus_one(&mut out, map[x.index()])
+            }
             Op::RowMean => {
                 let s = out.un(Op::RowSum, args[0]);
                 let c = out.leaf(Op::NumClasses, Kind::Uniform);
@@ -181,6 +187,24 @@ fn softmax_others(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeI
     let nan = g.cst(f64::NAN);
     let plain = g.select(zero_case, zero, nan);
     g.select(finite, split, plain)
+}
+
+/// `expm1(log_softmax(x))`, that is p − 1 = −Σ_{j≠i} e^(x_j − m)/(1 + total): the sum of
+/// the others is `total` at a maximum (where the corrected exponential e is exactly 1) and
+/// `1 + (total − e)` elsewhere (no cancellation: total includes e, and the result is ≥ 1).
+/// Where the max is not finite, e is 0 (giving −1, as expm1(−∞)) or NaN (giving NaN, as
+/// expm1(NaN)), so no select on the max is needed.
+fn softmax_minus_one(g: &mut Graph, x: NodeId) -> NodeId {
+    let RowSplit { e, total, .. } = g.row_split_parts(x);
+    let one = g.cst(1.0);
+    let denom = g.bin(Op::Add, one, total);
+    let inv = g.bin(Op::Div, one, denom);
+    let top = g.bin(Op::Eq, e, one);
+    let below = g.bin(Op::Sub, total, e);
+    let plus_top = g.bin(Op::Add, one, below);
+    let others = g.select(top, total, plus_top);
+    let q = g.bin(Op::Mul, others, inv);
+    g.un(Op::Neg, q)
 }
 
 fn log_softmax(g: &mut Graph, x: NodeId) -> NodeId {
