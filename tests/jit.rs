@@ -401,11 +401,44 @@ fn rows_with_non_finite_max_agree() {
     let z =
         Array { shape: vec![4, 3], data: vec![1.0, inf, 2.0, -inf, -inf, -inf, 0.5, f64::NAN, 1.0, 3.0, -1.0, 0.25] };
     let k = Array::vector(vec![0.0, 1.0, 2.0, 0.0]);
+    let t = Array { shape: vec![4, 3], data: vec![0.2, 0.5, 0.3, 1.0, 0.0, 0.0, 0.1, 0.1, 0.8, 0.0, 0.9, 0.1] };
     for dtype in [Dtype::F64, Dtype::F32] {
-        for body in ["logsumexp(z)", "sum(softmax(z))", "sum(log_softmax(z))", "-log_softmax(z)[k]"] {
-            let src = format!("pred z[C]\ntarget k: index\n{body}");
-            let data = vec![("z".to_string(), z.clone()), ("k".to_string(), k.clone())];
+        // The last one's gradient is t·expm1(log_softmax(z)) − …, which the JIT computes
+        // from the kept exponentials.
+        for body in
+            ["logsumexp(z)", "sum(softmax(z))", "sum(log_softmax(z))", "-log_softmax(z)[k]", "-sum(t*log_softmax(z))"]
+        {
+            let src = format!("pred z[C]\ntarget k: index\ntarget t[C]\n{body}");
+            let data = vec![("z".to_string(), z.clone()), ("k".to_string(), k.clone()), ("t".to_string(), t.clone())];
             assert_eq!(both(&src, dtype, &data, ReduceMode::None), Ok(None), "{body}");
+        }
+    }
+}
+
+/// `norm` is the plain sqrt(Σx²) where that sum is in range and the scaled form elsewhere,
+/// whose passes over the row the kernel runs only on those rows (guarded passes): rows of
+/// every scale, zero rows and non-finite entries agree with the interpreter whichever way
+/// each row goes, next to each other.
+#[test]
+fn norm_rows_of_every_scale_agree() {
+    let (inf, nan) = (f64::INFINITY, f64::NAN);
+    let rows: [[f64; 3]; 9] = [
+        [1.0, 2.0, 3.0],
+        [1e30, -2e30, 3.0],
+        [1e-30, 2e-30, 0.0],
+        [0.0, 0.0, 0.0],
+        [inf, 1.0, 2.0],
+        [nan, 1.0, 2.0],
+        [1e-20, -1e-21, 3e-20],
+        [1e200, 1e-200, 1.0],
+        [1e-170, 1e-160, -1e-165],
+    ];
+    let z = Array { shape: vec![rows.len(), 3], data: rows.iter().flatten().copied().collect() };
+    for dtype in [Dtype::F64, Dtype::F32] {
+        for body in ["norm(z)", "sqrt(sum(z^2))", "norm(z)^2 + sum(z)"] {
+            let src = format!("pred z[C]\n{body}");
+            let data = vec![("z".to_string(), z.clone())];
+            assert_eq!(both(&src, dtype, &data, ReduceMode::None), Ok(None), "{body} {dtype:?}");
         }
     }
 }

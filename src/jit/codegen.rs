@@ -133,6 +133,31 @@ struct PassPlan {
     class_stores: Vec<usize>,
     /// Whether W·l (a class value) is accumulated in the pass.
     loss_here: bool,
+    /// A row condition and the value it must have for the pass to matter: every result of
+    /// the pass is used only on that side of a `where`, so the row skips it otherwise.
+    guard: Option<(NodeId, bool)>,
+}
+
+/// Where a node's value is needed (see `Translator::guards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// Not at all.
+    Unused,
+    /// Whatever the row.
+    Always,
+    /// Only on rows where the row condition has this value.
+    When(NodeId, bool),
+}
+
+impl Need {
+    /// Needed for two uses: the same condition, or always.
+    fn meet(self, other: Need) -> Need {
+        match (self, other) {
+            (Need::Unused, x) | (x, Need::Unused) => x,
+            (a, b) if a == b => a,
+            _ => Need::Always,
+        }
+    }
 }
 
 /// The plan of a row kernel, shared by its rows.
@@ -972,6 +997,7 @@ impl<'a> Translator<'a> {
                 reductions: Vec::new(),
                 class_stores: Vec::new(),
                 loss_here: false,
+                guard: None,
             })
             .collect();
         let mut seeds: Vec<Vec<NodeId>> = vec![Vec::new(); n_passes + 1];
@@ -1022,7 +1048,56 @@ impl<'a> Translator<'a> {
             }
             plans[p].want = want;
         }
+        // A pass whose every result (reductions, class values kept for later passes) is
+        // needed only under one row condition known before it runs is guarded by it: the
+        // scaled second pass of `norm`, needed only where Σx² over- or underflows.
+        let need = self.guards(roots, needed);
+        for (p, plan) in plans.iter_mut().enumerate().skip(1) {
+            if !plan.class_stores.is_empty() || plan.loss_here {
+                continue;
+            }
+            let mut results = plan
+                .reductions
+                .iter()
+                .copied()
+                .chain((0..n).filter(|i| slots[*i].is_some() && pass[*i] == p).map(|i| NodeId(i as u32)));
+            let Some(first) = results.next() else { continue };
+            let Need::When(c, v) = need[first.index()] else { continue };
+            if pass[c.index()] < p && results.all(|r| need[r.index()] == Need::When(c, v)) {
+                plan.guard = Some((c, v));
+            }
+        }
         (plans, slots)
+    }
+
+    /// Where each node is needed: the roots and stores always; the branches of a `where` on
+    /// a row condition only when it picks them (the outermost such condition is kept).
+    fn guards(&self, roots: &Roots, needed: &[bool]) -> Vec<Need> {
+        let g = self.g;
+        let mut need = vec![Need::Unused; g.len()];
+        need[roots.wl.index()] = Need::Always;
+        for (node, _, _) in &self.layout.stores {
+            need[node.index()] = Need::Always;
+        }
+        for i in (0..g.len()).rev() {
+            let here = need[i];
+            if here == Need::Unused || !needed[i] {
+                continue;
+            }
+            let node = g.node(NodeId(i as u32));
+            let [c, a, b] = node.args;
+            if node.op == Op::Where && g.kind(c) == Kind::Row {
+                let on = |v: bool| if here == Need::Always { Need::When(c, v) } else { here };
+                need[c.index()] = need[c.index()].meet(here);
+                need[a.index()] = need[a.index()].meet(on(true));
+                need[b.index()] = need[b.index()].meet(on(false));
+                continue;
+            }
+            for ch in node.children() {
+                need[ch.index()] = need[ch.index()].meet(here);
+            }
+        }
+        need
     }
 
     /// Address of class `c` (an i64) in scratch array `slot`.
@@ -1064,7 +1139,12 @@ impl<'a> Translator<'a> {
         }
         for p in 0..=n_passes {
             if p > 0 {
-                self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid);
+                match ctx.plans[p].guard {
+                    Some((c, v)) => {
+                        self.guarded_pass(p, (c, v), base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
+                    }
+                    None => self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid),
+                }
             }
             // Row values available after pass p.
             for i in 0..g.len() {
@@ -1107,6 +1187,49 @@ impl<'a> Translator<'a> {
             };
             let slot = self.layout.store_slot(k);
             self.store(slot, At { idx: r, vector: false }, v);
+        }
+    }
+
+    /// [`Self::class_pass`] run only on rows where the row condition `c` is `v`; elsewhere
+    /// its reductions read 0 (every use of them is on the other side of a `where` on c).
+    #[allow(clippy::too_many_arguments)]
+    fn guarded_pass(
+        &mut self,
+        p: usize,
+        (c, v): (NodeId, bool),
+        base: Value,
+        ctx: &RowCtx<'_>,
+        row_vals: &mut HashMap<NodeId, Value>,
+        row_masks: &mut HashMap<NodeId, Value>,
+        acc: &[Variable],
+        c_var: Variable,
+        valid: Option<Value>,
+    ) {
+        let cond = match row_masks.get(&c) {
+            Some(m) => *m,
+            None => {
+                let x = self.row_value(c, row_vals);
+                self.nonzero(x)
+            }
+        };
+        let run = self.b.create_block();
+        let skip = self.b.create_block();
+        let merge = self.b.create_block();
+        let reductions = ctx.plans[p].reductions.clone();
+        let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        let (yes, no) = if v { (run, skip) } else { (skip, run) };
+        self.b.ins().brif(cond, yes, &[], no, &[]);
+        self.b.switch_to_block(run);
+        self.class_pass(p, base, ctx, row_vals, acc, c_var, valid);
+        let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, row_vals).into()).collect();
+        self.b.ins().jump(merge, &args);
+        self.b.switch_to_block(skip);
+        let zero = self.fconst(0.0);
+        let zeros: Vec<_> = reductions.iter().map(|_| zero.into()).collect();
+        self.b.ins().jump(merge, &zeros);
+        self.b.switch_to_block(merge);
+        for (r, v) in reductions.iter().zip(params) {
+            row_vals.insert(*r, v);
         }
     }
 

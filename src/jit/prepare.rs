@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::ir::{Graph, Kind, NodeId, Op, RowSplit};
+use crate::ir::{Dtype, Graph, Kind, NodeId, Op, RowSplit};
 
 /// The prepared graph and the images of the requested roots.
 pub(crate) struct Prepared {
@@ -250,11 +250,26 @@ fn logistic(g: &mut Graph, op: Op, x: NodeId) -> NodeId {
     }
 }
 
+/// `math::norm`'s scaled form, `m·sqrt(Σ (x/m)²)` with m = max |x| (m itself where it is 0,
+/// infinite or NaN), behind the plain `sqrt(Σ x²)` wherever that sum neither overflows nor
+/// is small enough for underflowed squares to matter (≥ 2^-100 in f32, 2^-900 in f64: the
+/// squares lost below the normal range are then below 2^-50 of the sum). Both are within
+/// a few ulps. The scaled form reads |x| only where the plain form is out of range, so its
+/// two passes over the row (the max, the scaled sum) come after the plain sum's and the
+/// kernel runs them only on those rows (guarded passes, see `codegen`).
 fn norm(g: &mut Graph, x: NodeId) -> NodeId {
-    let ax = g.un(Op::Abs, x);
-    let m = g.un(Op::RowMax, ax);
     let zero = g.cst(0.0);
     let inf = g.cst(f64::INFINITY);
+    let x2 = g.un(Op::Square, x);
+    let s0 = g.un(Op::RowSum, x2);
+    let tiny = g.cst(if g.dtype == Dtype::F32 { 2f64.powi(-100) } else { 2f64.powi(-900) });
+    let big_enough = g.bin(Op::Ge, s0, tiny);
+    let finite = g.bin(Op::Lt, s0, inf);
+    let plain = g.bin(Op::And, big_enough, finite);
+    let r0 = g.un(Op::Sqrt, s0);
+    let ax = g.un(Op::Abs, x);
+    let slow_ax = g.select(plain, zero, ax);
+    let m = g.un(Op::RowMax, slow_ax);
     let pos = g.bin(Op::Gt, m, zero);
     let fin = g.bin(Op::Lt, m, inf);
     let ok = g.bin(Op::And, pos, fin);
@@ -263,7 +278,8 @@ fn norm(g: &mut Graph, x: NodeId) -> NodeId {
     let s = g.un(Op::RowSum, q2);
     let r = g.un(Op::Sqrt, s);
     let scaled = g.bin(Op::Mul, m, r);
-    g.select(ok, scaled, m)
+    let slow = g.select(ok, scaled, m);
+    g.select(plain, r0, slow)
 }
 
 /// `x[k]` with the gather pushed to the leaves: elementwise ops commute with it, values
