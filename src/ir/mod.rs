@@ -515,9 +515,9 @@ impl Graph {
         let e = self.un(Op::Exp, hi);
         let elo = self.bin(Op::Mul, e, lo);
         let corrected = self.bin(Op::Add, e, elo);
-        let alo = self.un(Op::Abs, lo);
-        let inf = self.cst(f64::INFINITY);
-        let finite = self.bin(Op::Lt, alo, inf);
+        // `lo == lo`: a rounding term from [`Graph::two_diff`] is finite or NaN, never ±inf,
+        // so this is `math::exp_dw`'s finiteness test in one comparison.
+        let finite = self.bin(Op::Eq, lo, lo);
         self.select(finite, corrected, e)
     }
 

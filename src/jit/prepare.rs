@@ -176,14 +176,14 @@ fn softmax_others(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeI
     let plus_top = g.bin(Op::Add, one, below);
     let num = g.select(top, total, plus_top);
     let split = g.bin(Op::Mul, num, inv);
-    let at = g.bin(Op::Eq, x, m);
-    let ties = g.un(Op::RowSum, at);
-    let unique = g.bin(Op::Eq, ties, one);
+    // Where m is not finite, total is #{x ≥ m} − 1 (every exponential is 0 or NaN and
+    // is left out), 0 exactly when one entry holds the maximum.
+    let zero = g.cst(0.0);
+    let unique = g.bin(Op::Eq, total, zero);
     let top_unique = g.bin(Op::And, top, unique);
     let c = g.leaf(Op::NumClasses, Kind::Uniform);
     let single = g.bin(Op::Eq, c, one);
     let zero_case = g.bin(Op::Or, single, top_unique);
-    let zero = g.cst(0.0);
     let nan = g.cst(f64::NAN);
     let plain = g.select(zero_case, zero, nan);
     g.select(finite, split, plain)
