@@ -133,9 +133,10 @@ struct PassPlan {
     class_stores: Vec<usize>,
     /// Whether W·l (a class value) is accumulated in the pass.
     loss_here: bool,
-    /// A row condition and the value it must have for the pass to matter: every result of
-    /// the pass is used only on that side of a `where`, so the row skips it otherwise.
-    guard: Option<(NodeId, bool)>,
+    /// Row conditions and the values they must have for the pass to matter: every result of
+    /// the pass is used only on one side of a `where` on one of them, so a row where none
+    /// has its value skips the pass. Empty: the pass always runs.
+    guard: Vec<(NodeId, bool)>,
 }
 
 /// Where a node's value is needed (see `Translator::guards`).
@@ -997,7 +998,7 @@ impl<'a> Translator<'a> {
                 reductions: Vec::new(),
                 class_stores: Vec::new(),
                 loss_here: false,
-                guard: None,
+                guard: Vec::new(),
             })
             .collect();
         let mut seeds: Vec<Vec<NodeId>> = vec![Vec::new(); n_passes + 1];
@@ -1049,22 +1050,33 @@ impl<'a> Translator<'a> {
             plans[p].want = want;
         }
         // A pass whose every result (reductions, class values kept for later passes) is
-        // needed only under one row condition known before it runs is guarded by it: the
-        // scaled second pass of `norm`, needed only where Σx² over- or underflows.
+        // needed only under row conditions known before it runs is guarded by them: the
+        // scaled passes of `norm`, needed only where Σx² over- or underflows (with two
+        // norms in one loss, where either does).
         let need = self.guards(roots, needed);
         for (p, plan) in plans.iter_mut().enumerate().skip(1) {
             if !plan.class_stores.is_empty() || plan.loss_here {
                 continue;
             }
-            let mut results = plan
+            let results = plan
                 .reductions
                 .iter()
                 .copied()
                 .chain((0..n).filter(|i| slots[*i].is_some() && pass[*i] == p).map(|i| NodeId(i as u32)));
-            let Some(first) = results.next() else { continue };
-            let Need::When(c, v) = need[first.index()] else { continue };
-            if pass[c.index()] < p && results.all(|r| need[r.index()] == Need::When(c, v)) {
-                plan.guard = Some((c, v));
+            let mut guard: Vec<(NodeId, bool)> = Vec::new();
+            let mut guarded = true;
+            for r in results {
+                match need[r.index()] {
+                    Need::When(c, v) if pass[c.index()] < p => {
+                        if !guard.contains(&(c, v)) {
+                            guard.push((c, v));
+                        }
+                    }
+                    _ => guarded = false,
+                }
+            }
+            if guarded {
+                plan.guard = guard;
             }
         }
         (plans, slots)
@@ -1139,11 +1151,10 @@ impl<'a> Translator<'a> {
         }
         for p in 0..=n_passes {
             if p > 0 {
-                match ctx.plans[p].guard {
-                    Some((c, v)) => {
-                        self.guarded_pass(p, (c, v), base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
-                    }
-                    None => self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid),
+                if ctx.plans[p].guard.is_empty() {
+                    self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid);
+                } else {
+                    self.guarded_pass(p, base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
                 }
             }
             // Row values available after pass p.
@@ -1190,13 +1201,13 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// [`Self::class_pass`] run only on rows where the row condition `c` is `v`; elsewhere
-    /// its reductions read 0 (every use of them is on the other side of a `where` on c).
+    /// [`Self::class_pass`] run only on rows where one of the pass's guard conditions has
+    /// its value; elsewhere its reductions read 0 (every use of them is on the other side of
+    /// a `where` on those conditions).
     #[allow(clippy::too_many_arguments)]
     fn guarded_pass(
         &mut self,
         p: usize,
-        (c, v): (NodeId, bool),
         base: Value,
         ctx: &RowCtx<'_>,
         row_vals: &mut HashMap<NodeId, Value>,
@@ -1205,20 +1216,33 @@ impl<'a> Translator<'a> {
         c_var: Variable,
         valid: Option<Value>,
     ) {
-        let cond = match row_masks.get(&c) {
-            Some(m) => *m,
-            None => {
-                let x = self.row_value(c, row_vals);
-                self.nonzero(x)
-            }
+        // Run when any condition has its value: the OR of the conditions, each flipped
+        // where its value is false (row masks are 0/1 bytes from `fcmp`).
+        let mut any: Option<Value> = None;
+        for (c, v) in ctx.plans[p].guard.clone() {
+            let mask = match row_masks.get(&c) {
+                Some(m) => *m,
+                None => {
+                    let x = self.row_value(c, row_vals);
+                    self.nonzero(x)
+                }
+            };
+            let lit = if v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
+            any = Some(match any {
+                Some(a) => self.b.ins().bor(a, lit),
+                None => lit,
+            });
+        }
+        let Some(cond) = any else {
+            self.class_pass(p, base, ctx, row_vals, acc, c_var, valid);
+            return;
         };
         let run = self.b.create_block();
         let skip = self.b.create_block();
         let merge = self.b.create_block();
         let reductions = ctx.plans[p].reductions.clone();
         let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
-        let (yes, no) = if v { (run, skip) } else { (skip, run) };
-        self.b.ins().brif(cond, yes, &[], no, &[]);
+        self.b.ins().brif(cond, run, &[], skip, &[]);
         self.b.switch_to_block(run);
         self.class_pass(p, base, ctx, row_vals, acc, c_var, valid);
         let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, row_vals).into()).collect();
