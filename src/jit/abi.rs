@@ -6,7 +6,9 @@
 //! - every pointer in the table addresses an array at least as long as the kernel reads or
 //!   writes for the row range it is given (the caller in `jit/mod.rs` sizes them from the
 //!   same rows and classes it passes, and clamps class indices to `[0, C)` or -1);
-//! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop.
+//! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop;
+//!   the only code outside it that a kernel calls (quick-tier calls into `jit::mathlib`, libm)
+//!   lives for the whole process.
 
 use cranelift_jit::JITModule;
 use cranelift_module::FuncId;

@@ -27,15 +27,16 @@ use std::collections::HashMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
 use cranelift_codegen::ir::{
-    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, UserFuncName, Value,
 };
+use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::ir::{Dtype, Graph, Kind, NodeId, Op};
-use crate::jit::vecmath::{emit_math, MathFeatures, MathFunc};
-use crate::jit::JitError;
+use crate::jit::vecmath::{emit_math_pooled, ConstPool, MathFeatures, MathFunc};
+use crate::jit::{mathlib, JitError};
 
 /// What the kernel stores, besides accumulating Σ W·l.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +157,7 @@ pub(crate) fn codegen(
     layout: &Layout,
     class_axis: bool,
     features: MathFeatures,
+    quick: bool,
 ) -> Result<(FuncId, usize), JitError> {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
@@ -178,6 +180,8 @@ pub(crate) fn codegen(
             libm_refs.insert(*f, fref);
         }
         t.libm_refs = libm_refs;
+        t.quick = quick;
+        t.call_conv = module.target_config().default_call_conv;
         t.entry();
         if class_axis {
             t.rows_kernel(roots);
@@ -278,6 +282,15 @@ struct Translator<'a> {
     /// Uniform node values, scalar and splatted.
     uni_scalar: HashMap<NodeId, Value>,
     uni_vector: HashMap<NodeId, Value>,
+    /// Quick tier: constants are defined once in the entry block (see [`ConstPool`]) and the
+    /// elementary functions are calls into [`mathlib`] instead of inline code.
+    quick: bool,
+    /// The calling convention of calls into [`mathlib`].
+    call_conv: CallConv,
+    /// Signatures `fn(T) -> T` imported for those calls, by `T`.
+    math_sigs: HashMap<Type, SigRef>,
+    /// The entry-block constants, once the entry block exists.
+    pool: Option<ConstPool>,
 }
 
 impl<'a> Translator<'a> {
@@ -315,6 +328,10 @@ impl<'a> Translator<'a> {
             scratch_slots: 0,
             uni_scalar: HashMap::new(),
             uni_vector: HashMap::new(),
+            quick: false,
+            call_conv: CallConv::SystemV,
+            math_sigs: HashMap::new(),
+            pool: None,
         }
     }
 
@@ -323,10 +340,16 @@ impl<'a> Translator<'a> {
     }
 
     fn iconst(&mut self, v: i64) -> Value {
+        if let Some(pool) = &mut self.pool {
+            return pool.get(&mut self.b, self.ptr, v as u64);
+        }
         self.b.ins().iconst(self.ptr, v)
     }
 
     fn fconst(&mut self, v: f64) -> Value {
+        if let Some(pool) = &mut self.pool {
+            return pool.float(&mut self.b, self.scalar, v);
+        }
         match self.g.dtype {
             #[allow(clippy::cast_possible_truncation)]
             Dtype::F32 => self.b.ins().f32const(v as f32),
@@ -344,6 +367,9 @@ impl<'a> Translator<'a> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         self.b.seal_block(entry);
+        if self.quick {
+            self.pool = Some(ConstPool::new(entry));
+        }
         let p = self.b.block_params(entry).to_vec();
         let (table, uni) = (p[0], p[1]);
         self.uniforms_ptr = uni;
@@ -443,6 +469,10 @@ impl<'a> Translator<'a> {
 
     /// A constant of the width of `like`.
     fn cst_like(&mut self, x: f64, like: Value) -> Value {
+        let ty = if self.is_vector(like) { self.vector } else { self.scalar };
+        if let Some(pool) = &mut self.pool {
+            return pool.float(&mut self.b, ty, x);
+        }
         let s = self.fconst(x);
         if self.is_vector(like) {
             self.splat(s)
@@ -488,7 +518,27 @@ impl<'a> Translator<'a> {
     }
 
     fn math(&mut self, f: MathFunc, x: Value) -> Value {
-        match emit_math(&mut self.b, self.features, f, x) {
+        if self.quick {
+            let ty = self.b.func.dfg.value_type(x);
+            // On an error the inline code below is the fallback.
+            if let Ok(address) = mathlib::address(f, ty) {
+                let sig = match self.math_sigs.get(&ty) {
+                    Some(s) => *s,
+                    None => {
+                        let mut sig = Signature::new(self.call_conv);
+                        sig.params.push(AbiParam::new(ty));
+                        sig.returns.push(AbiParam::new(ty));
+                        let s = self.b.import_signature(sig);
+                        self.math_sigs.insert(ty, s);
+                        s
+                    }
+                };
+                let callee = self.iconst(address as i64);
+                let call = self.b.ins().call_indirect(sig, callee, &[x]);
+                return self.b.inst_results(call)[0];
+            }
+        }
+        match emit_math_pooled(&mut self.b, self.features, f, x, self.pool.as_mut()) {
             Ok(v) => v,
             // The operand types are always f32/f64 scalars or vectors here.
             Err(_) => x,

@@ -26,6 +26,7 @@
 
 mod abi;
 mod codegen;
+mod mathlib;
 mod prepare;
 pub(crate) mod vecmath;
 
@@ -258,6 +259,12 @@ const CHUNK_ELEMENTS: usize = 1 << 14;
 /// Below this many elements a call runs on the calling thread.
 pub const PARALLEL_ELEMENTS: usize = 1 << 16;
 
+/// From this many elements (rows × classes) a call waits for the optimized kernel rather
+/// than run on the quick one: a quick kernel costs a few ns more per element (calls into
+/// the shared math, no instruction selection across operations), and the optimized one
+/// 1–3 ms to compile.
+pub const OPTIMIZE_NOW_ELEMENTS: usize = 1 << 18;
+
 /// The shape of one call's data; the bound pointers themselves are in the [`Scratch`].
 #[derive(Clone, Copy)]
 struct Bound {
@@ -407,7 +414,7 @@ impl JitLoss {
         let lowered = Arc::new(lowered);
         let kernels = Arc::new(Kernels { program: Arc::clone(&lowered), slots, upgrade });
         let jit = JitLoss { id, program: Arc::new(program), lowered, batch_nodes, kernels };
-        jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
+        jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false }, 0)?;
         Ok(jit)
     }
 
@@ -441,14 +448,24 @@ impl JitLoss {
         &self.program
     }
 
-    /// The kernel of variant `v`, compiled on first use. Two threads asking for the same new
-    /// variant at once may both compile it; one result is kept and the other freed.
-    fn kernel(&self, v: Variant) -> Result<&Kernel, JitError> {
+    /// The kernel of variant `v` for a call over `elements` elements (rows × classes),
+    /// compiled on first use: the quick tier, upgraded in the background, except for a call
+    /// of at least [`OPTIMIZE_NOW_ELEMENTS`], which would run longer on the quick kernel than
+    /// the optimized one takes to compile, and so compiles that first. Two threads asking
+    /// for the same new kernel at once may both compile it; one result is kept, the other freed.
+    fn kernel(&self, v: Variant, elements: usize) -> Result<&Kernel, JitError> {
         let Some(n) = self.kernels.slots.iter().position(|(k, _)| *k == v) else {
             return Err(JitError { message: format!("kernel variant {v:?} was not planned") });
         };
         let slot = &self.kernels.slots[n].1;
-        if let Some(k) = slot.optimized.get().or_else(|| slot.quick.get()) {
+        if let Some(k) = slot.optimized.get() {
+            return Ok(k);
+        }
+        if self.kernels.upgrade && elements >= OPTIMIZE_NOW_ELEMENTS {
+            let k = compile_kernel(&self.lowered, v, Tier::Optimized)?;
+            return Ok(slot.optimized.get_or_init(|| k));
+        }
+        if let Some(k) = slot.quick.get() {
             return Ok(k);
         }
         let k = compile_kernel(&self.lowered, v, Tier::Quick)?;
@@ -619,7 +636,8 @@ impl JitLoss {
         if let Some(repeat) = s.repeat.as_ref().filter(|r| r.matches(self.id, args, opts, out)) {
             // The same call again (same loss, names, data addresses and lengths, options
             // and buffers) of a loss whose table does not depend on the data's contents.
-            let kernel = self.kernel(repeat.variant).map_err(|e| CallError::Fatal(e.into()))?;
+            let kernel =
+                self.kernel(repeat.variant, repeat.rows * repeat.classes).map_err(|e| CallError::Fatal(e.into()))?;
             let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, repeat.rows, repeat.classes);
             return Ok(finish::<T>(repeat.mode, repeat.denom, repeat.nothing, total));
         }
@@ -699,7 +717,9 @@ impl JitLoss {
             }
         }
         let seed_array = mode == ReduceMode::None;
-        let kernel = self.kernel(Variant::Main { grad, hess, seed_array }).map_err(|e| CallError::Fatal(e.into()))?;
+        let kernel = self
+            .kernel(Variant::Main { grad, hess, seed_array }, rows * classes)
+            .map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         s.seed.clear();
         let seed_ptr = match opts.upstream {
@@ -806,7 +826,8 @@ impl JitLoss {
             let n = if prog.graph.kind(node) == Kind::Class { bound.rows * bound.classes } else { bound.rows };
             return Ok(c * n as f64);
         }
-        let kernel = self.kernel(Variant::Sum(node, how)).map_err(|e| CallError::Fatal(e.into()))?;
+        let kernel =
+            self.kernel(Variant::Sum(node, how), bound.rows * bound.classes).map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::ONE, &s.batch);
         Ok(run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, bound.rows, bound.classes))
@@ -862,7 +883,7 @@ impl JitLoss {
             return Err(unsupported());
         }
         let kernel = self
-            .kernel(Variant::Main { grad: true, hess: false, seed_array: false })
+            .kernel(Variant::Main { grad: true, hess: false, seed_array: false }, bound.rows * bound.classes)
             .map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         s.table[kernel.layout.seed_slot()] = s.seed.as_ptr() as usize;
@@ -1383,7 +1404,8 @@ fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitE
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     let (mut module, features) = new_module(tier)?;
-    let (id, scratch_slots) = codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features)?;
+    let (id, scratch_slots) =
+        codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features, tier == Tier::Quick)?;
     let code = Code::finalize(module, id).map_err(|e| JitError::module(*e))?;
     let elem_size = if prog.dtype == Dtype::F64 { 8 } else { 4 };
     Ok(Kernel { code, layout, scratch_slots, elem_size, slot_sources })
@@ -1391,7 +1413,7 @@ fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitE
 
 /// How much work Cranelift puts into a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tier {
+pub(crate) enum Tier {
     /// No middle-end optimization, single-pass register allocation: callable in a fraction
     /// of the time, about half as fast.
     Quick,
@@ -1401,7 +1423,7 @@ enum Tier {
 
 /// The host ISA of a tier and its math features, built once per process: detecting the
 /// CPU and building the flags costs more than compiling a small kernel.
-fn host_isa(tier: Tier) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
+pub(crate) fn host_isa(tier: Tier) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
     type Built = Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), String>;
     static QUICK: OnceLock<Built> = OnceLock::new();
     static OPTIMIZED: OnceLock<Built> = OnceLock::new();
