@@ -9,8 +9,8 @@
 //!   accumulates the row reductions (`sum`, `max`, `min`) whose arguments it can compute;
 //!   values that need a reduction's result go to a later pass. A class value a later pass
 //!   needs again is kept in scratch (one array of C per value, in L1) when it costs an inline
-//!   transcendental, and recomputed when it is cheap arithmetic on loads. Row values enter
-//!   each class loop as loop-carried variables, so they are computed once per row.
+//!   transcendental, and recomputed when it is cheap arithmetic on loads. Row values are
+//!   computed before each class loop, which is rotated so Cranelift keeps them out of it.
 //!
 //! The function's signature is `fn(ptrs, uniforms, row_begin, row_end, classes, acc,
 //! scratch)`: `ptrs` is the table of data pointers laid out by [`Layout`], `uniforms` the
@@ -421,30 +421,6 @@ impl<'a> Translator<'a> {
         self.b.ins().vconst(self.vector, handle)
     }
 
-    /// A variable holding `v` that the next loop carries (re-defined by [`Self::recarry`] at
-    /// the end of each iteration).
-    ///
-    /// Cranelift places a pure value at its first use and, in these kernels, does not hoist
-    /// it out of the loop it lands in: a row value first used inside a class loop (a
-    /// horizontal sum, the reciprocal of a denominator, a splat) was recomputed in every
-    /// iteration. Carried through the loop header, it is computed before the loop.
-    fn carry(&mut self, v: Value) -> Variable {
-        let ty = self.b.func.dfg.value_type(v);
-        let var = self.b.declare_var(ty);
-        self.b.def_var(var, v);
-        var
-    }
-
-    /// The loop-carried update of a [`Self::carry`] variable: `x + (-0)`, which is x for
-    /// every x (signed zeros and NaN included) but which Cranelift does not fold, so the
-    /// header keeps its parameter and the value stays outside the loop body.
-    fn recarry(&mut self, var: Variable) {
-        let v = self.b.use_var(var);
-        let z = self.cst_like(-0.0, v);
-        let n = self.b.ins().fadd(v, z);
-        self.b.def_var(var, n);
-    }
-
     /// Address of element `idx` (an i64 element index) of pointer slot `slot`.
     fn addr(&mut self, slot: usize, idx: Value, elem_size: i64) -> Value {
         let sz = self.iconst(elem_size);
@@ -765,25 +741,44 @@ impl<'a> Translator<'a> {
 
     /// A loop `for i in (start..end).step_by(step)` whose body `body` emits at `i`.
     /// Returns with the builder in the exit block.
+    ///
+    /// A `rotated` loop has a guard before it, its test at the bottom, and its body block as
+    /// its own header: Cranelift hoists loop-invariant pure values (splats of uniforms and
+    /// row values, products of them, vector constants) out of such a loop, and out of none
+    /// whose body a separate header block branches to (measured on Cranelift 0.135). Element
+    /// loops and class loops are rotated: both run many iterations on values fixed outside
+    /// them (−14% instructions for MSE, −28% for cross-entropy, with the class loops' row
+    /// values no longer forced out by a loop-carried copy). The row loop is not: what would
+    /// be hoisted out of it stays live over the whole kernel and spills (+4% for
+    /// cross-entropy when it was rotated).
     fn counted_loop(
         &mut self,
         start: Value,
         end: Value,
         step: i64,
         var: Variable,
+        rotated: bool,
         mut body: impl FnMut(&mut Self, Value),
     ) {
-        let head = self.b.create_block();
         let bodyb = self.b.create_block();
         let exit = self.b.create_block();
         self.b.def_var(var, start);
-        self.b.ins().jump(head, &[]);
-        self.b.switch_to_block(head);
-        let i = self.b.use_var(var);
         let stepv = self.iconst(step);
-        let next = self.b.ins().iadd(i, stepv);
-        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
-        self.b.ins().brif(fits, bodyb, &[], exit, &[]);
+        let head = if rotated {
+            let next = self.b.ins().iadd(start, stepv);
+            let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+            self.b.ins().brif(fits, bodyb, &[], exit, &[]);
+            None
+        } else {
+            let head = self.b.create_block();
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(head);
+            let i = self.b.use_var(var);
+            let next = self.b.ins().iadd(i, stepv);
+            let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+            self.b.ins().brif(fits, bodyb, &[], exit, &[]);
+            Some(head)
+        };
         self.b.switch_to_block(bodyb);
         let i = self.b.use_var(var);
         body(self, i);
@@ -791,7 +786,16 @@ impl<'a> Translator<'a> {
         let stepv = self.iconst(step);
         let next = self.b.ins().iadd(i, stepv);
         self.b.def_var(var, next);
-        self.b.ins().jump(head, &[]);
+        match head {
+            Some(head) => {
+                self.b.ins().jump(head, &[]);
+            }
+            None => {
+                let after = self.b.ins().iadd(next, stepv);
+                let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, after, end);
+                self.b.ins().brif(fits, bodyb, &[], exit, &[]);
+            }
+        }
         self.b.switch_to_block(exit);
     }
 
@@ -852,11 +856,11 @@ impl<'a> Translator<'a> {
         // already fills the pipeline), then scalars; half the code, half the compile time.
         let heavy = needed.iter().enumerate().any(|(i, n)| *n && is_transcendental(self.g.node(NodeId(i as u32)).op));
         if heavy {
-            self.counted_loop(begin, end, lanes, i_var, |t, i| {
+            self.counted_loop(begin, end, lanes, i_var, true, |t, i| {
                 t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
             });
         } else {
-            self.counted_loop(begin, end, 2 * lanes, i_var, |t, i| {
+            self.counted_loop(begin, end, 2 * lanes, i_var, true, |t, i| {
                 t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
                 let l = t.iconst(lanes);
                 let j = t.b.ins().iadd(i, l);
@@ -864,7 +868,7 @@ impl<'a> Translator<'a> {
             });
         }
         let i = self.b.use_var(i_var);
-        self.counted_loop(i, end, 1, i_var, |t, i| {
+        self.counted_loop(i, end, 1, i_var, true, |t, i| {
             let at = At { idx: i, vector: false };
             t.element_body(&needed, roots, at, &scalar_acc);
         });
@@ -988,7 +992,7 @@ impl<'a> Translator<'a> {
         let begin = self.row_begin;
         let end = self.row_end;
         let ctx = RowCtx { roots, needed: &needed, pass: &pass, plans: &plans, slots: &slots, stride };
-        self.counted_loop(begin, end, 1, r_var, |t, r| {
+        self.counted_loop(begin, end, 1, r_var, false, |t, r| {
             t.row_body(r, &ctx, n_passes, &acc, scalar_acc, c_var);
         });
         self.finish(&acc);
@@ -1271,29 +1275,23 @@ impl<'a> Translator<'a> {
         for vector in [true, false] {
             let start = if vector { zero_idx } else { self.b.use_var(c_var) };
             let step = if vector { lanes } else { 1 };
-            // Row values enter the loop as loop-carried variables (see `carry`), so they are
-            // computed once per row, not once per iteration.
-            let mut carried: Vec<(NodeId, Variable)> = Vec::with_capacity(row_inputs.len());
+            // Row values (splatted for the vector loop), computed before the loop.
+            let mut row_in: HashMap<NodeId, Value> = HashMap::with_capacity(row_inputs.len());
             for id in &row_inputs {
                 let s = self.row_value(*id, row_vals);
                 let v = if vector { self.splat(s) } else { s };
-                carried.push((*id, self.carry(v)));
+                row_in.insert(*id, v);
             }
-            let valid_var = valid_f.map(|f| {
-                let v = if vector { self.splat(f) } else { f };
-                self.carry(v)
-            });
+            let valid_in = valid_f.map(|f| if vector { self.splat(f) } else { f });
             let red_vars_c = red_vars.clone();
             let nan_vars_c = nan_vars.clone();
             let reductions_c = reductions.clone();
             let class_stores_c = class_stores.clone();
             let want_c = want.clone();
             let kept_c = kept.clone();
-            self.counted_loop(start, classes, step, c_var, |t, c| {
+            self.counted_loop(start, classes, step, c_var, true, |t, c| {
                 let idx = t.b.ins().iadd(base, c);
                 let at = At { idx, vector };
-                let row_in: HashMap<NodeId, Value> = carried.iter().map(|(id, var)| (*id, t.b.use_var(*var))).collect();
-                let valid_in = valid_var.map(|var| t.b.use_var(var));
                 let mut vals: HashMap<NodeId, Value> = HashMap::new();
                 let mut masks: HashMap<NodeId, Value> = HashMap::new();
                 for i in 0..g.len() {
@@ -1386,9 +1384,6 @@ impl<'a> Translator<'a> {
                     }
                     let slot = t.layout.store_slot(*k);
                     t.store(slot, at, v);
-                }
-                for var in carried.iter().map(|(_, v)| *v).chain(valid_var) {
-                    t.recarry(var);
                 }
             });
         }
