@@ -76,6 +76,37 @@ pub fn evaluate(prog: &Program, inputs: &[(&str, &Array)], opts: &EvalOptions) -
     }
 }
 
+/// Which interpreter evaluates a program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The reference semantics, the oracle: each op as `math.rs` computes it (the platform
+    /// libm for `exp`, `log`, …), fused ops with their own algorithms, the reduced loss
+    /// summed over rows with Neumaier compensation ([`evaluate`]).
+    #[default]
+    Exact,
+    /// Exactly what the JIT computes, bit for bit, without running its kernels: the graphs
+    /// the kernels are built from, the JIT's own math routines and its summation order
+    /// (lanes, unrolling, tails, fixed chunks). The oracle of the JIT's loops; see
+    /// `jit/interp.rs`.
+    Kernel,
+}
+
+/// Evaluates `prog` on `inputs` with the interpreter `mode` selects.
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_with(
+    mode: Mode,
+    prog: &Program,
+    inputs: &[(&str, &Array)],
+    opts: &EvalOptions,
+) -> Result<Evaluation, Diagnostic> {
+    match mode {
+        Mode::Exact => evaluate(prog, inputs, opts),
+        Mode::Kernel => crate::jit::interp::evaluate(prog, inputs, opts),
+    }
+}
+
 /// Data of one input, converted to the compute type, as given (1, C or full length).
 pub(crate) struct Source<T> {
     /// The values in the compute type.

@@ -132,3 +132,46 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
         ("lossc_cosh", f64, cosh, a),
     ]
 }
+
+/// Scalar functions `fn(T) -> T` compiled once for the process (the kernel interpreter's
+/// math routines, see `interp.rs`).
+pub(crate) struct ScalarFns {
+    /// One function per f32 routine, in the order of the ids given to [`ScalarFns::finalize`].
+    pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
+    /// One function per f64 routine, likewise.
+    pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
+}
+
+impl ScalarFns {
+    /// Finalizes `module` and takes `ids32` as `fn(f32) -> f32` and `ids64` as
+    /// `fn(f64) -> f64` functions. The module is never freed: the functions live as long as
+    /// the process (they are compiled once, so this is a bounded few kilobytes).
+    pub(crate) fn finalize(
+        mut module: JITModule,
+        ids32: &[FuncId],
+        ids64: &[FuncId],
+    ) -> Result<ScalarFns, Box<cranelift_module::ModuleError>> {
+        module.finalize_definitions().map_err(Box::new)?;
+        let f32 = ids32
+            .iter()
+            .map(|id| {
+                let ptr = module.get_finalized_function(*id);
+                // SAFETY: the caller defined `id` in this module, now finalized, with one f32
+                // parameter, one f32 result and the host's default calling convention (the C
+                // one); the code stays mapped because the module is never freed (below).
+                unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32) -> f32>(ptr) }
+            })
+            .collect();
+        let f64 = ids64
+            .iter()
+            .map(|id| {
+                let ptr = module.get_finalized_function(*id);
+                // SAFETY: as above, with f64.
+                unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(ptr) }
+            })
+            .collect();
+        // Keeps the code mapped for the rest of the process.
+        std::mem::forget(module);
+        Ok(ScalarFns { f32, f64 })
+    }
+}
