@@ -641,6 +641,6 @@ mod tests {
         assert!(reduce(Op::RowMax, &[1.0, f64::NAN, 3.0], 2).is_nan());
         assert_eq!(reduce(Op::RowMin, &[2.0, -1.0, 3.0], 4), -1.0);
         // Signed zeros: the first of equal entries in lane order wins.
-        assert!(reduce(Op::RowMax, &[-0.0, 0.0], 2).is_sign_negative());
+        assert!(reduce(Op::RowMax, &[-0.0f64, 0.0], 2).is_sign_negative());
     }
 }
