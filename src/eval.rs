@@ -578,10 +578,11 @@ impl<'a, T: Real> Interp<'a, T> {
                         .iter()
                         .zip(&self.sources)
                         .find_map(|(d, s)| {
-                            let s = s.as_ref()?;
+                            // Only used index targets have one value per row (or one): a
+                            // class input given as one row is shorter than the rows.
+                            let s = s.as_ref().filter(|_| d.layout == Layout::Index && d.used)?;
                             let k = s.raw[if s.raw.len() == 1 { 0 } else { r }];
-                            (d.layout == Layout::Index && !(0.0..self.classes as f64).contains(&k))
-                                .then(|| (d.name.clone(), k))
+                            (!(0.0..self.classes as f64).contains(&k)).then(|| (d.name.clone(), k))
                         })
                         .unwrap_or_default();
                     return Err(data_error(format!(

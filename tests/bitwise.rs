@@ -432,3 +432,27 @@ fn bad_inputs_give_the_same_output_through_both_engines() {
         .expect("lossc runs");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"loss": 1.625, "grad": {"input": [1.0, 1.5]}}"#);
 }
+
+/// Regression (found by the random test above): naming the unmasked out-of-range class index
+/// read every input at the failing row, and a class input given as one row is shorter than
+/// the rows, so both engines panicked instead of reporting the index.
+#[test]
+fn an_unmasked_index_is_reported_when_a_class_input_is_one_row() {
+    let src = "pred z[C]\ntarget t[C]\ntarget k: index\n-log_softmax(z*t)[k]";
+    for dtype in [Dtype::F64, Dtype::F32] {
+        let prog = compile(src, &options(dtype, Vec::new(), false)).expect("compiles");
+        let z = Array { shape: vec![4, 2], data: vec![0.5; 8] };
+        let t = Array { shape: vec![2], data: vec![1.0, 2.0] };
+        let k = Array::vector(vec![0.0, 1.0, 1.0, -100.0]);
+        let data = vec![("z".to_string(), z), ("t".to_string(), t), ("k".to_string(), k)];
+        let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        let opts = EvalOptions { reduce: None, grad: true, hess: false, upstream: None };
+        let want = "class index -100 of `k` at row 3 is outside [0, 2) and the row is not masked";
+        for mode in [Mode::Exact, Mode::Kernel] {
+            let err = evaluate_with(mode, &prog, &refs, &opts).expect_err("an unmasked index");
+            assert_eq!(err.message, want, "{mode:?}");
+        }
+        let jit = JitLoss::new_quick(prog.clone()).expect("kernels");
+        assert_eq!(jit.evaluate(&refs, &opts).expect_err("an unmasked index").message, want);
+    }
+}
