@@ -456,3 +456,62 @@ fn an_unmasked_index_is_reported_when_a_class_input_is_one_row() {
         assert_eq!(jit.evaluate(&refs, &opts).expect_err("an unmasked index").message, want);
     }
 }
+
+/// Edge-case data: no elements, no rows, one element, every pred broadcast, `mean_or_zero`
+/// over zero weights, out-of-range indices masked by a zero weight.
+#[test]
+fn edge_case_data_matches_the_kernel_interpreter_bit_for_bit() {
+    let vector = |v: &[f64]| Array::vector(v.to_vec());
+    let rows = |r: usize, c: usize, v: &[f64]| Array { shape: vec![r, c], data: v.to_vec() };
+    let cases: Vec<(&str, Vec<(&str, Array)>)> = vec![
+        ("(p - y)^2 + exp(p)", vec![("p", vector(&[])), ("y", vector(&[]))]),
+        ("(p - y)^2 + exp(p)", vec![("p", vector(&[0.5])), ("y", vector(&[-1.0]))]),
+        (
+            "(p - y)^2 + exp(p)",
+            vec![("p", Array::scalar(0.5)), ("y", vector(&[1.0, -0.0, 2.0, 0.0, 3.0, 1e300, -3.0]))],
+        ),
+        (
+            "pred p\ntarget y\ntarget w\nreduce mean_or_zero by w\nsoftplus(p*y)",
+            vec![("p", vector(&[1.0, 2.0, 3.0])), ("y", vector(&[1.0, -1.0, 0.5])), ("w", vector(&[0.0, 0.0, -0.0]))],
+        ),
+        ("pred z[C]\ntarget k: index\n-log_softmax(z)[k]", vec![("z", rows(0, 3, &[])), ("k", vector(&[]))]),
+        (
+            "pred z[C]\ntarget k: index\n-log_softmax(z)[k]",
+            vec![("z", Array { shape: vec![3], data: vec![1.0, 1.0, -0.0] }), ("k", Array::scalar(2.0))],
+        ),
+        (
+            "pred z[C]\ntarget k: index\ntarget w\nreduce mean by w\n-log_softmax(z)[k]",
+            vec![
+                ("z", rows(3, 2, &[1.0, 2.0, 3.0, 3.0, f64::INFINITY, 0.0])),
+                ("k", vector(&[1.0, -100.0, 0.0])),
+                ("w", vector(&[1.0, 0.0, 0.5])),
+            ],
+        ),
+        (
+            "pred z[C]\nreduce batchmean\nsum(softmax(z)*z) + max(z) - min(z) + norm(z)",
+            vec![("z", rows(2, 5, &[0.0, -0.0, 0.0, -0.0, 0.0, 1e-310, -1e-310, 5e-324, 0.0, 1.0]))],
+        ),
+    ];
+    let (mut failures, mut errors, mut computed) = (Vec::new(), Vec::new(), 0);
+    for (src, data) in &cases {
+        let data: Vec<(String, Array)> = data.iter().map(|(n, a)| (n.to_string(), a.clone())).collect();
+        for dtype in [Dtype::F64, Dtype::F32] {
+            let prog = compile(src, &options(dtype, Vec::new(), true)).expect("compiles");
+            let jit = JitLoss::new_quick(prog.clone()).expect("kernels");
+            for reduce in [None, Some(ReduceMode::None), Some(ReduceMode::Sum)] {
+                let opts = EvalOptions { reduce, grad: true, hess: true, upstream: None };
+                if let Some(d) = compare(&jit, &prog, &data, &opts, &[0]) {
+                    failures.push(format!("{dtype:?} {reduce:?} {src}: {d}"));
+                }
+                let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
+                match evaluate_with(Mode::Kernel, &prog, &refs, &opts) {
+                    Ok(_) => computed += 1,
+                    Err(e) => errors.push(format!("{dtype:?} {reduce:?} {src}: {}", e.message)),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(errors.is_empty(), "edge cases that do not evaluate:\n{}", errors.join("\n"));
+    assert_eq!(computed, cases.len() * 6);
+}
