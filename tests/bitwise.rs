@@ -444,7 +444,7 @@ fn an_unmasked_index_is_reported_when_a_class_input_is_one_row() {
         let z = Array { shape: vec![4, 2], data: vec![0.5; 8] };
         let t = Array { shape: vec![2], data: vec![1.0, 2.0] };
         let k = Array::vector(vec![0.0, 1.0, 1.0, -100.0]);
-        let data = vec![("z".to_string(), z), ("t".to_string(), t), ("k".to_string(), k)];
+        let data = [("z".to_string(), z), ("t".to_string(), t), ("k".to_string(), k)];
         let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
         let opts = EvalOptions { reduce: None, grad: true, hess: false, upstream: None };
         let want = "class index -100 of `k` at row 3 is outside [0, 2) and the row is not masked";
