@@ -332,12 +332,12 @@ fn every_loss_file_matches_on_large_data_and_any_thread_count() {
     for (i, src) in sources.iter().enumerate() {
         let dtype = if i % 2 == 0 { Dtype::F32 } else { Dtype::F64 };
         // Required params get a value of 1.
-        let probe = compile(src, &options(dtype, Vec::new(), false));
+        let probe = compile(src, &options(dtype, Vec::new(), true));
         let params = match &probe {
             Ok(_) => Vec::new(),
             Err(_) => vec![("a".to_string(), 1.0)],
         };
-        let Ok(prog) = compile(src, &options(dtype, params, false)) else {
+        let Ok(prog) = compile(src, &options(dtype, params, true)) else {
             failures.push(format!("{src}: does not compile"));
             continue;
         };
@@ -349,7 +349,7 @@ fn every_loss_file_matches_on_large_data_and_any_thread_count() {
         // show), then data with special values.
         for special in [false, true] {
             let data = random_inputs(&prog, n, classes, &mut rng, special, masked);
-            let opts = EvalOptions { reduce: None, grad: true, hess: false, upstream: None };
+            let opts = EvalOptions { reduce: None, grad: true, hess: true, upstream: None };
             runs += 1;
             if let Some(d) = compare(&jit, &prog, &data, &opts, &[1, 4]) {
                 failures.push(format!("{} special={special} {}: {d}", dtype.name(), src.lines().next().unwrap_or("")));
@@ -384,14 +384,19 @@ fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
         kinds[usize::from(prog.class_axis)] += 1;
         let jit = JitLoss::new_quick(prog.clone()).expect("kernels");
         let sizes = [1, 2, 3, 4, 5, 7, 8, 9, 12, 17, 33, 100];
-        let n_rows = sizes[(rng.next() * sizes.len() as f64) as usize];
-        let classes = if prog.class_axis { sizes[(rng.next() * 9.0) as usize] } else { 1 };
+        let mut n_rows = sizes[(rng.next() * sizes.len() as f64) as usize];
+        let mut classes = if prog.class_axis { sizes[(rng.next() * 9.0) as usize] } else { 1 };
+        // One case in a hundred is large: several chunks, on one and four threads.
+        let large = i % 100 == 50;
+        if large {
+            (n_rows, classes) = if prog.class_axis { (7_001, 11) } else { (70_003, 1) };
+        }
         // Out-of-range class indices in one case in five (mostly unmasked: both engines
         // must then give the same error).
         let data = random_inputs(&prog, n_rows, classes, &mut rng, i % 4 >= 2, i % 5 == 4);
         let upstream = (reduce == ReduceMode::None && i % 7 == 0).then(|| vec![-0.75]);
         let opts = EvalOptions { reduce: Some(reduce), grad: true, hess: i % 3 != 1, upstream };
-        if let Some(d) = compare(&jit, &prog, &data, &opts, &[0]) {
+        if let Some(d) = compare(&jit, &prog, &data, &opts, if large { &[1, 4] } else { &[0] }) {
             failures.push(format!("case {i} {dtype:?} {reduce:?} n={n_rows} C={classes}\n{src}\n{d}"));
         }
     }
