@@ -133,45 +133,33 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
     ]
 }
 
-/// Scalar functions `fn(T) -> T` compiled once for the process (the kernel interpreter's
+/// Typed pointers to `mathlib`'s scalar functions `fn(T) -> T` (the kernel interpreter's
 /// math routines, see `interp.rs`).
 pub(crate) struct ScalarFns {
-    /// One function per f32 routine, in the order of the ids given to [`ScalarFns::finalize`].
+    /// One function per f32 routine, in the order of the addresses given to [`ScalarFns::new`].
     pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
     /// One function per f64 routine, likewise.
     pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
 }
 
 impl ScalarFns {
-    /// Finalizes `module` and takes `ids32` as `fn(f32) -> f32` and `ids64` as
-    /// `fn(f64) -> f64` functions. The module is never freed: the functions live as long as
-    /// the process (they are compiled once, so this is a bounded few kilobytes).
-    pub(crate) fn finalize(
-        mut module: JITModule,
-        ids32: &[FuncId],
-        ids64: &[FuncId],
-    ) -> Result<ScalarFns, Box<cranelift_module::ModuleError>> {
-        module.finalize_definitions().map_err(Box::new)?;
-        let f32 = ids32
+    /// Takes `f32s` as `fn(f32) -> f32` and `f64s` as `fn(f64) -> f64` functions.
+    ///
+    /// The caller passes addresses from `mathlib::address` for `types::F32` and `types::F64`
+    /// only: functions of one parameter and one result of that type in the host's default
+    /// calling convention (the C one), whose module is never freed.
+    pub(crate) fn new(f32s: &[usize], f64s: &[usize]) -> ScalarFns {
+        let f32 = f32s
             .iter()
-            .map(|id| {
-                let ptr = module.get_finalized_function(*id);
-                // SAFETY: the caller defined `id` in this module, now finalized, with one f32
-                // parameter, one f32 result and the host's default calling convention (the C
-                // one); the code stays mapped because the module is never freed (below).
-                unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32) -> f32>(ptr) }
-            })
+            // SAFETY: see the function docs: the signature is `extern "C" fn(f32) -> f32`
+            // and the code stays mapped for the life of the process.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32) -> f32>(*a as *const u8) })
             .collect();
-        let f64 = ids64
+        let f64 = f64s
             .iter()
-            .map(|id| {
-                let ptr = module.get_finalized_function(*id);
-                // SAFETY: as above, with f64.
-                unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(ptr) }
-            })
+            // SAFETY: as above, with f64.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(*a as *const u8) })
             .collect();
-        // Keeps the code mapped for the rest of the process.
-        std::mem::forget(module);
-        Ok(ScalarFns { f32, f64 })
+        ScalarFns { f32, f64 }
     }
 }

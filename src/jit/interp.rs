@@ -4,7 +4,8 @@
 //! It evaluates the graphs the kernels are translated from ([`kernel_graph`]: the program
 //! after [`lower_for_kernels`] and `prepare`), one element or row at a time in node order,
 //! with the kernels' own math routines: the `vecmath` emitters compiled once per process as
-//! scalar functions (vecmath's scalar and vector code compute the same bits), the platform
+//! scalar functions (`mathlib`, which quick-tier kernels call; vecmath's scalar and vector
+//! code compute the same bits), the platform
 //! libm where kernels call it (`sin`, `cos`, `sinh`, `cosh`, `pow`), and `math.rs` for
 //! the IEEE operations and selects (whose semantics the kernels implement). It sums in the
 //! kernels' order (described above `codegen::vector_lanes`, with the lane count and the
@@ -19,9 +20,7 @@
 
 use std::sync::OnceLock;
 
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::Module;
+use cranelift_codegen::ir::types;
 
 use crate::diagnostic::Diagnostic;
 use crate::eval::{Array, EvalOptions, Evaluation, Interp, LossValue, Neumaier};
@@ -31,9 +30,9 @@ use crate::program::{Layout as InputLayout, Program, ReduceMode};
 
 use super::abi::ScalarFns;
 use super::codegen::{self, Store};
-use super::vecmath::{emit_math, MathFunc};
+use super::vecmath::MathFunc;
 use super::{
-    chunk_rows, finish, kernel_graph, lower_for_kernels, Element, JitError, KernelGraph, PrePass, Tier, Variant,
+    chunk_rows, finish, kernel_graph, lower_for_kernels, mathlib, Element, JitError, KernelGraph, PrePass, Variant,
 };
 
 /// The vecmath routines, in the order of [`ScalarFns`]' tables.
@@ -63,42 +62,16 @@ fn math_func(op: Op) -> Option<MathFunc> {
     })
 }
 
-/// The scalar math routines, compiled on first use with the kernels' ISA and math features.
+/// The scalar math routines: `mathlib`'s functions (the `vecmath` emitters compiled once per
+/// process with the kernels' ISA and math features), the ones quick-tier kernels call.
 fn scalar_fns() -> Result<&'static ScalarFns, JitError> {
     static FNS: OnceLock<Result<ScalarFns, JitError>> = OnceLock::new();
-    FNS.get_or_init(compile_scalar_fns).as_ref().map_err(Clone::clone)
-}
-
-fn compile_scalar_fns() -> Result<ScalarFns, JitError> {
-    // The optimized tier's ISA: both tiers share the ISA flags, hence the math features
-    // (fma or not), which decide the routines' last bits.
-    let (mut module, features) = super::new_module(Tier::Optimized)?;
-    let mut ctx = module.make_context();
-    let mut fctx = FunctionBuilderContext::new();
-    let mut ids = [Vec::new(), Vec::new()];
-    for (k, ty) in [types::F32, types::F64].into_iter().enumerate() {
-        for f in FUNCS {
-            let mut sig = module.make_signature();
-            sig.params.push(AbiParam::new(ty));
-            sig.returns.push(AbiParam::new(ty));
-            let id = module.declare_anonymous_function(&sig).map_err(JitError::module)?;
-            ctx.func.signature = sig;
-            ctx.func.name = UserFuncName::user(0, id.as_u32());
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let block = b.create_block();
-            b.append_block_params_for_function_params(block);
-            b.switch_to_block(block);
-            b.seal_block(block);
-            let x = b.block_params(block)[0];
-            let y = emit_math(&mut b, features, f, x).map_err(|e| JitError { message: e.to_string() })?;
-            b.ins().return_(&[y]);
-            b.finalize(module.target_config());
-            module.define_function(id, &mut ctx).map_err(JitError::module)?;
-            module.clear_context(&mut ctx);
-            ids[k].push(id);
-        }
-    }
-    ScalarFns::finalize(module, &ids[0], &ids[1]).map_err(|e| JitError::module(*e))
+    let init = || -> Result<ScalarFns, JitError> {
+        let f32s = FUNCS.iter().map(|f| mathlib::address(*f, types::F32)).collect::<Result<Vec<_>, _>>()?;
+        let f64s = FUNCS.iter().map(|f| mathlib::address(*f, types::F64)).collect::<Result<Vec<_>, _>>()?;
+        Ok(ScalarFns::new(&f32s, &f64s))
+    };
+    FNS.get_or_init(init).as_ref().map_err(Clone::clone)
 }
 
 /// Element types with the kernels' math routines.
