@@ -76,13 +76,12 @@ pub fn evaluate(prog: &Program, inputs: &[(&str, &Array)], opts: &EvalOptions) -
     }
 }
 
-/// Which interpreter evaluates a program.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Which interpreter evaluates a program (no default: callers choose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// The reference semantics, the oracle: each op as `math.rs` computes it (the platform
     /// libm for `exp`, `log`, …), fused ops with their own algorithms, the reduced loss
     /// summed over rows with Neumaier compensation ([`evaluate`]).
-    #[default]
     Exact,
     /// Exactly what the JIT computes, bit for bit, without running its kernels: the graphs
     /// the kernels are built from, the JIT's own math routines and its summation order
