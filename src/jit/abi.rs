@@ -132,3 +132,34 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
         ("lossc_cosh", f64, cosh, a),
     ]
 }
+
+/// Typed pointers to `mathlib`'s scalar functions `fn(T) -> T` (the kernel interpreter's
+/// math routines, see `interp.rs`).
+pub(crate) struct ScalarFns {
+    /// One function per f32 routine, in the order of the addresses given to [`ScalarFns::new`].
+    pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
+    /// One function per f64 routine, likewise.
+    pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
+}
+
+impl ScalarFns {
+    /// Takes `f32s` as `fn(f32) -> f32` and `f64s` as `fn(f64) -> f64` functions.
+    ///
+    /// The caller passes addresses from `mathlib::address` for `types::F32` and `types::F64`
+    /// only: functions of one parameter and one result of that type in the host's default
+    /// calling convention (the C one), whose module is never freed.
+    pub(crate) fn new(f32s: &[usize], f64s: &[usize]) -> ScalarFns {
+        let f32 = f32s
+            .iter()
+            // SAFETY: see the function docs: the signature is `extern "C" fn(f32) -> f32`
+            // and the code stays mapped for the life of the process.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32) -> f32>(*a as *const u8) })
+            .collect();
+        let f64 = f64s
+            .iter()
+            // SAFETY: as above, with f64.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(*a as *const u8) })
+            .collect();
+        ScalarFns { f32, f64 }
+    }
+}

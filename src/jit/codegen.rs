@@ -302,10 +302,11 @@ impl<'a> Translator<'a> {
         ptr: Type,
         libm_ids: Vec<(Libm, FuncId)>,
     ) -> Translator<'a> {
-        let (scalar, vector, lanes, size) = match g.dtype {
-            Dtype::F32 => (types::F32, types::F32X4, 4, 4),
-            Dtype::F64 => (types::F64, types::F64X2, 2, 8),
+        let (scalar, vector, size) = match g.dtype {
+            Dtype::F32 => (types::F32, types::F32X4, 4),
+            Dtype::F64 => (types::F64, types::F64X2, 8),
         };
+        let lanes = vector_lanes(g.dtype) as i64;
         Translator {
             b,
             g,
@@ -854,8 +855,7 @@ impl<'a> Translator<'a> {
         // Cheap bodies: two vectors per iteration (independent accumulator chains), then
         // scalars. Bodies with inline transcendentals: one vector per iteration (the math
         // already fills the pipeline), then scalars; half the code, half the compile time.
-        let heavy = needed.iter().enumerate().any(|(i, n)| *n && is_transcendental(self.g.node(NodeId(i as u32)).op));
-        if heavy {
+        if vectors_per_iteration(self.g, &needed) == 1 {
             self.counted_loop(begin, end, lanes, i_var, true, |t, i| {
                 t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
             });
@@ -916,22 +916,8 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// Nodes needed by the roots and the stores.
     fn needed(&self, roots: &Roots) -> Vec<bool> {
-        let g = self.g;
-        let mut need = vec![false; g.len()];
-        need[roots.wl.index()] = true;
-        for (n, _, _) in &self.layout.stores {
-            need[n.index()] = true;
-        }
-        for i in (0..g.len()).rev() {
-            if need[i] {
-                for c in g.node(NodeId(i as u32)).children() {
-                    need[c.index()] = true;
-                }
-            }
-        }
-        need
+        needed(self.g, roots, self.layout)
     }
 
     // ---- row kernels ----
@@ -1434,6 +1420,54 @@ impl<'a> Translator<'a> {
         for ((rid, _), v) in totals.iter().zip(params) {
             row_vals.insert(*rid, v);
         }
+    }
+}
+
+// The summation order, which the kernel interpreter (`jit/interp.rs`) reproduces:
+// - Σ W·l goes into one f64 accumulator per vector lane (lane l of a vector always into
+//   accumulator l) and one scalar accumulator for tails. Element kernels unrolled by two keep
+//   a second set of lane accumulators, added lane by lane into the first at the end. The
+//   partial sum is `((0 + a_0) + a_1) + … + a_{lanes−1}) + tail`.
+// - A row reduction in a class pass keeps one vector accumulator in the dtype (lanes over
+//   classes `c ≡ l mod lanes` of the whole vectors, in class order) and one scalar for the
+//   tail classes, then combines lane 0, lane 1, …, and the tail in that order; `max`/`min`
+//   are `a < x ? x : a` / `x < a ? x : a` from ±inf, NaN if any entry is NaN.
+// - Class values are elementwise, so which pass computes them (or keeps them in scratch)
+//   does not change their bits.
+
+/// Lanes of the 128-bit vectors kernels compute in: 4 for f32, 2 for f64.
+pub(crate) fn vector_lanes(dtype: Dtype) -> usize {
+    match dtype {
+        Dtype::F32 => 4,
+        Dtype::F64 => 2,
+    }
+}
+
+/// Nodes needed by the roots and the stores.
+pub(crate) fn needed(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
+    let mut need = vec![false; g.len()];
+    need[roots.wl.index()] = true;
+    for (n, _, _) in &layout.stores {
+        need[n.index()] = true;
+    }
+    for i in (0..g.len()).rev() {
+        if need[i] {
+            for c in g.node(NodeId(i as u32)).children() {
+                need[c.index()] = true;
+            }
+        }
+    }
+    need
+}
+
+/// Vectors per iteration of an element kernel's main loop (the unrolling): two for cheap
+/// bodies, one for bodies with inline transcendentals (the math already fills the pipeline).
+pub(crate) fn vectors_per_iteration(g: &Graph, needed: &[bool]) -> usize {
+    let heavy = needed.iter().enumerate().any(|(i, n)| *n && is_transcendental(g.node(NodeId(i as u32)).op));
+    if heavy {
+        1
+    } else {
+        2
     }
 }
 

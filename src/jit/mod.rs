@@ -26,6 +26,7 @@
 
 mod abi;
 mod codegen;
+pub(crate) mod interp;
 mod mathlib;
 mod prepare;
 pub(crate) mod vecmath;
@@ -400,10 +401,7 @@ impl JitLoss {
     }
 
     fn build(program: Program, upgrade: bool) -> Result<JitLoss, JitError> {
-        let mut lowered = program.clone();
-        // sigmoid, softplus and log_sigmoid have inline code of their own.
-        let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
-        crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
+        let lowered = lower_for_kernels(&program)?;
         let slots = plan_variants(&lowered).into_iter().map(|v| (v, Slot::default())).collect();
         let batch_nodes = (lowered.graph.nodes().iter().enumerate())
             .filter(|(_, node)| node.op.is_batch())
@@ -1105,17 +1103,42 @@ fn fill_uniforms<T: Real + Element>(
 ) {
     buf.clear();
     for source in &kernel.slot_sources {
-        let v = match source {
-            SlotSource::Classes => T::from_f64(classes as f64),
-            SlotSource::Seed => seed,
-            SlotSource::Batch(id) => batch.iter().find(|(n, _)| n == id).map_or(T::ZERO, |(_, v)| *v),
-        };
-        v.push_bytes(buf);
+        source.value(classes, seed, batch).push_bytes(buf);
     }
 }
 
+impl SlotSource {
+    /// The slot's value in a call with `classes` classes, this seed and these `batch_*` values.
+    fn value<T: Real>(self, classes: usize, seed: T, batch: &[(NodeId, T)]) -> T {
+        match self {
+            SlotSource::Classes => T::from_f64(classes as f64),
+            SlotSource::Seed => seed,
+            SlotSource::Batch(id) => batch.iter().find(|(n, _)| *n == id).map_or(T::ZERO, |(_, v)| *v),
+        }
+    }
+}
+
+/// `program` with the fused ops the kernels have no code for lowered to primitive ops (bit
+/// for bit as the interpreter computes them): what every kernel and pre-pass is built from.
+///
+/// # Errors
+/// A lowering failure (a bug in lossc).
+pub(crate) fn lower_for_kernels(program: &Program) -> Result<Program, JitError> {
+    let mut lowered = program.clone();
+    // sigmoid, softplus and log_sigmoid have inline code of their own.
+    let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
+    crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
+    Ok(lowered)
+}
+
+/// Rows per chunk for rows of `classes` values (1 without a class axis): the fixed chunking
+/// that makes the reduced loss independent of the number of threads.
+pub(crate) fn chunk_rows(classes: usize) -> usize {
+    (CHUNK_ELEMENTS / classes.max(1)).max(1)
+}
+
 fn run_chunks(kernel: &Kernel, table: &PtrTable<'_>, uniforms: &[u8], rows: usize, classes: usize) -> f64 {
-    let chunk_rows = (CHUNK_ELEMENTS / classes.max(1)).max(1);
+    let chunk_rows = chunk_rows(classes);
     let n_chunks = rows.div_ceil(chunk_rows);
     let size = kernel.elem_size;
     let scratch = kernel.scratch_slots * classes.next_multiple_of(16 / size) * size;
@@ -1308,7 +1331,24 @@ fn neumaier(xs: &[f64]) -> f64 {
     acc.sum()
 }
 
-fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
+/// The graph one kernel variant evaluates, with what its caller must bind: everything the
+/// code generator translates, and what the kernel interpreter (`interp.rs`) evaluates.
+pub(crate) struct KernelGraph {
+    /// The prepared graph, W·l or the pre-pass transform added.
+    pub(crate) graph: crate::ir::Graph,
+    /// Pointer table, uniform slots and stores.
+    pub(crate) layout: Layout,
+    /// W·l, its kind and the index targets whose rows are masked.
+    pub(crate) roots: Roots,
+    /// Where each uniform slot's value comes from.
+    slot_sources: Vec<SlotSource>,
+}
+
+/// The graph of variant `v` of `prog` (the lowered program).
+///
+/// # Errors
+/// An op the code generator has no code for (a bug in lossc).
+fn kernel_graph(prog: &Program, v: Variant) -> Result<KernelGraph, JitError> {
     let (roots, seed_uniform) = match v {
         Variant::Main { grad, hess, seed_array } => {
             let mut roots = vec![prog.loss, prog.weight];
@@ -1403,6 +1443,11 @@ fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitE
         .collect();
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
+    Ok(KernelGraph { graph: g, layout, roots, slot_sources })
+}
+
+fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
+    let KernelGraph { graph: g, layout, roots, slot_sources } = kernel_graph(prog, v)?;
     let (mut module, features) = new_module(tier)?;
     let (id, scratch_slots) =
         codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features, tier == Tier::Quick)?;
