@@ -32,7 +32,8 @@ use super::abi::ScalarFns;
 use super::codegen::{self, Store};
 use super::vecmath::MathFunc;
 use super::{
-    chunk_rows, finish, kernel_graph, lower_for_kernels, mathlib, Element, JitError, KernelGraph, PrePass, Variant,
+    batch_prepass, batch_value, chunk_rows, finish, kernel_graph, lower_for_kernels, mathlib, Element, JitError,
+    KernelGraph, PrePass, Variant,
 };
 
 /// The vecmath routines, in the order of [`ScalarFns`]' tables.
@@ -198,18 +199,8 @@ fn evaluate_as<T: KernelReal>(
         .map(|(i, node)| (NodeId(i as u32), node.op, node.args[0]))
         .collect();
     for (id, op, arg) in batch_nodes {
-        let how = match op {
-            Op::BatchAll => PrePass::Zeros,
-            Op::BatchAny => PrePass::Nonzeros,
-            _ => PrePass::Values,
-        };
-        let sum = sum(fns, prog, &b, arg, how)?;
-        let v = match op {
-            Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
-            Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
-            _ => T::from_f64(sum),
-        };
-        b.batch.push((id, v));
+        let sum = sum(fns, prog, &b, arg, batch_prepass(op))?;
+        b.batch.push((id, batch_value(op, sum)));
     }
     for req in &prog.requires {
         if sum(fns, prog, &b, req.cond, PrePass::Zeros)? > 0.0 {

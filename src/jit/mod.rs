@@ -646,18 +646,8 @@ impl JitLoss {
         // Pre-passes over the data, in index order: batch values, requirements, index masks.
         s.batch.clear();
         for &(id, op, arg) in &self.batch_nodes {
-            let how = match op {
-                Op::BatchAll => PrePass::Zeros,
-                Op::BatchAny => PrePass::Nonzeros,
-                _ => PrePass::Values,
-            };
-            let sum = self.sum(arg, how, bound, s)?;
-            let v = match op {
-                Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
-                Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
-                _ => T::from_f64(sum),
-            };
-            s.batch.push((id, v));
+            let sum = self.sum(arg, batch_prepass(op), bound, s)?;
+            s.batch.push((id, batch_value(op, sum)));
         }
         for req in &prog.requires {
             if self.sum(req.cond, PrePass::Zeros, bound, s)? > 0.0 {
@@ -1444,6 +1434,24 @@ fn kernel_graph(prog: &Program, v: Variant) -> Result<KernelGraph, JitError> {
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     Ok(KernelGraph { graph: g, layout, roots, slot_sources })
+}
+
+/// The pre-pass that a batch node (`batch_all`, `batch_any`, `batch_sum`, ...) sums over.
+fn batch_prepass(op: Op) -> PrePass {
+    match op {
+        Op::BatchAll => PrePass::Zeros,
+        Op::BatchAny => PrePass::Nonzeros,
+        _ => PrePass::Values,
+    }
+}
+
+/// A batch node's value from the sum of its [`batch_prepass`].
+fn batch_value<T: Real>(op: Op, sum: f64) -> T {
+    match op {
+        Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
+        Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
+        _ => T::from_f64(sum),
+    }
 }
 
 fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
