@@ -60,7 +60,8 @@ pub enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Which engine computes: the Cranelift JIT, or the reference interpreter.
+        /// Which engine computes: the Cranelift JIT, the reference interpreter, or the kernel
+        /// interpreter (the JIT's math and summation order, bit for bit, without its kernels).
         #[arg(long, value_enum, default_value = "jit")]
         engine: EngineArg,
     },
@@ -135,6 +136,7 @@ impl ReduceArg {
 pub enum EngineArg {
     Jit,
     Interp,
+    KernelInterp,
 }
 
 /// `--dtype` words.
@@ -383,6 +385,7 @@ fn eval(
     let opts = EvalOptions { reduce, grad, hess, upstream: None };
     let result = match engine {
         EngineArg::Interp => evaluate(&prog, &refs, &opts),
+        EngineArg::KernelInterp => lossc::eval::evaluate_with(lossc::eval::Mode::Kernel, &prog, &refs, &opts),
         EngineArg::Jit => {
             lossc::jit::JitLoss::new(prog).map_err(Diagnostic::from).and_then(|jit| jit.evaluate(&refs, &opts))
         }

@@ -76,6 +76,36 @@ pub fn evaluate(prog: &Program, inputs: &[(&str, &Array)], opts: &EvalOptions) -
     }
 }
 
+/// Which interpreter evaluates a program (no default: callers choose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The reference semantics, the oracle: each op as `math.rs` computes it (the platform
+    /// libm for `exp`, `log`, …), fused ops with their own algorithms, the reduced loss
+    /// summed over rows with Neumaier compensation ([`evaluate`]).
+    Exact,
+    /// Exactly what the JIT computes, bit for bit, without running its kernels: the graphs
+    /// the kernels are built from, the JIT's own math routines and its summation order
+    /// (lanes, unrolling, tails, fixed chunks). The oracle of the JIT's loops; see
+    /// `jit/interp.rs`.
+    Kernel,
+}
+
+/// Evaluates `prog` on `inputs` with the interpreter `mode` selects.
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_with(
+    mode: Mode,
+    prog: &Program,
+    inputs: &[(&str, &Array)],
+    opts: &EvalOptions,
+) -> Result<Evaluation, Diagnostic> {
+    match mode {
+        Mode::Exact => evaluate(prog, inputs, opts),
+        Mode::Kernel => crate::jit::interp::evaluate(prog, inputs, opts),
+    }
+}
+
 /// Data of one input, converted to the compute type, as given (1, C or full length).
 pub(crate) struct Source<T> {
     /// The values in the compute type.
@@ -547,10 +577,11 @@ impl<'a, T: Real> Interp<'a, T> {
                         .iter()
                         .zip(&self.sources)
                         .find_map(|(d, s)| {
-                            let s = s.as_ref()?;
+                            // Only used index targets have one value per row (or one): a
+                            // class input given as one row is shorter than the rows.
+                            let s = s.as_ref().filter(|_| d.layout == Layout::Index && d.used)?;
                             let k = s.raw[if s.raw.len() == 1 { 0 } else { r }];
-                            (d.layout == Layout::Index && !(0.0..self.classes as f64).contains(&k))
-                                .then(|| (d.name.clone(), k))
+                            (!(0.0..self.classes as f64).contains(&k)).then(|| (d.name.clone(), k))
                         })
                         .unwrap_or_default();
                     return Err(data_error(format!(

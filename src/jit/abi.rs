@@ -6,7 +6,9 @@
 //! - every pointer in the table addresses an array at least as long as the kernel reads or
 //!   writes for the row range it is given (the caller in `jit/mod.rs` sizes them from the
 //!   same rows and classes it passes, and clamps class indices to `[0, C)` or -1);
-//! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop.
+//! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop;
+//!   the only code outside it that a kernel calls (quick-tier calls into `jit::mathlib`, libm)
+//!   lives for the whole process.
 
 use cranelift_jit::JITModule;
 use cranelift_module::FuncId;
@@ -129,4 +131,35 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
         ("lossc_coshf", f32, cosh, a),
         ("lossc_cosh", f64, cosh, a),
     ]
+}
+
+/// Typed pointers to `mathlib`'s scalar functions `fn(T) -> T` (the kernel interpreter's
+/// math routines, see `interp.rs`).
+pub(crate) struct ScalarFns {
+    /// One function per f32 routine, in the order of the addresses given to [`ScalarFns::new`].
+    pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
+    /// One function per f64 routine, likewise.
+    pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
+}
+
+impl ScalarFns {
+    /// Takes `f32s` as `fn(f32) -> f32` and `f64s` as `fn(f64) -> f64` functions.
+    ///
+    /// The caller passes addresses from `mathlib::address` for `types::F32` and `types::F64`
+    /// only: functions of one parameter and one result of that type in the host's default
+    /// calling convention (the C one), whose module is never freed.
+    pub(crate) fn new(f32s: &[usize], f64s: &[usize]) -> ScalarFns {
+        let f32 = f32s
+            .iter()
+            // SAFETY: see the function docs: the signature is `extern "C" fn(f32) -> f32`
+            // and the code stays mapped for the life of the process.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32) -> f32>(*a as *const u8) })
+            .collect();
+        let f64 = f64s
+            .iter()
+            // SAFETY: as above, with f64.
+            .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(*a as *const u8) })
+            .collect();
+        ScalarFns { f32, f64 }
+    }
 }

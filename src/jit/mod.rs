@@ -26,6 +26,8 @@
 
 mod abi;
 mod codegen;
+pub(crate) mod interp;
+mod mathlib;
 mod prepare;
 pub(crate) mod vecmath;
 
@@ -258,6 +260,12 @@ const CHUNK_ELEMENTS: usize = 1 << 14;
 /// Below this many elements a call runs on the calling thread.
 pub const PARALLEL_ELEMENTS: usize = 1 << 16;
 
+/// From this many elements (rows × classes) a call waits for the optimized kernel rather
+/// than run on the quick one: a quick kernel costs a few ns more per element (calls into
+/// the shared math, no instruction selection across operations), and the optimized one
+/// 1–3 ms to compile.
+pub const OPTIMIZE_NOW_ELEMENTS: usize = 1 << 18;
+
 /// The shape of one call's data; the bound pointers themselves are in the [`Scratch`].
 #[derive(Clone, Copy)]
 struct Bound {
@@ -393,10 +401,7 @@ impl JitLoss {
     }
 
     fn build(program: Program, upgrade: bool) -> Result<JitLoss, JitError> {
-        let mut lowered = program.clone();
-        // sigmoid, softplus and log_sigmoid have inline code of their own.
-        let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
-        crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
+        let lowered = lower_for_kernels(&program)?;
         let slots = plan_variants(&lowered).into_iter().map(|v| (v, Slot::default())).collect();
         let batch_nodes = (lowered.graph.nodes().iter().enumerate())
             .filter(|(_, node)| node.op.is_batch())
@@ -407,7 +412,7 @@ impl JitLoss {
         let lowered = Arc::new(lowered);
         let kernels = Arc::new(Kernels { program: Arc::clone(&lowered), slots, upgrade });
         let jit = JitLoss { id, program: Arc::new(program), lowered, batch_nodes, kernels };
-        jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false })?;
+        jit.kernel(Variant::Main { grad: true, hess: false, seed_array: false }, 0)?;
         Ok(jit)
     }
 
@@ -441,14 +446,24 @@ impl JitLoss {
         &self.program
     }
 
-    /// The kernel of variant `v`, compiled on first use. Two threads asking for the same new
-    /// variant at once may both compile it; one result is kept and the other freed.
-    fn kernel(&self, v: Variant) -> Result<&Kernel, JitError> {
+    /// The kernel of variant `v` for a call over `elements` elements (rows × classes),
+    /// compiled on first use: the quick tier, upgraded in the background, except for a call
+    /// of at least [`OPTIMIZE_NOW_ELEMENTS`], which would run longer on the quick kernel than
+    /// the optimized one takes to compile, and so compiles that first. Two threads asking
+    /// for the same new kernel at once may both compile it; one result is kept, the other freed.
+    fn kernel(&self, v: Variant, elements: usize) -> Result<&Kernel, JitError> {
         let Some(n) = self.kernels.slots.iter().position(|(k, _)| *k == v) else {
             return Err(JitError { message: format!("kernel variant {v:?} was not planned") });
         };
         let slot = &self.kernels.slots[n].1;
-        if let Some(k) = slot.optimized.get().or_else(|| slot.quick.get()) {
+        if let Some(k) = slot.optimized.get() {
+            return Ok(k);
+        }
+        if self.kernels.upgrade && elements >= OPTIMIZE_NOW_ELEMENTS {
+            let k = compile_kernel(&self.lowered, v, Tier::Optimized)?;
+            return Ok(slot.optimized.get_or_init(|| k));
+        }
+        if let Some(k) = slot.quick.get() {
             return Ok(k);
         }
         let k = compile_kernel(&self.lowered, v, Tier::Quick)?;
@@ -619,7 +634,8 @@ impl JitLoss {
         if let Some(repeat) = s.repeat.as_ref().filter(|r| r.matches(self.id, args, opts, out)) {
             // The same call again (same loss, names, data addresses and lengths, options
             // and buffers) of a loss whose table does not depend on the data's contents.
-            let kernel = self.kernel(repeat.variant).map_err(|e| CallError::Fatal(e.into()))?;
+            let kernel =
+                self.kernel(repeat.variant, repeat.rows * repeat.classes).map_err(|e| CallError::Fatal(e.into()))?;
             let total = run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, repeat.rows, repeat.classes);
             return Ok(finish::<T>(repeat.mode, repeat.denom, repeat.nothing, total));
         }
@@ -630,18 +646,8 @@ impl JitLoss {
         // Pre-passes over the data, in index order: batch values, requirements, index masks.
         s.batch.clear();
         for &(id, op, arg) in &self.batch_nodes {
-            let how = match op {
-                Op::BatchAll => PrePass::Zeros,
-                Op::BatchAny => PrePass::Nonzeros,
-                _ => PrePass::Values,
-            };
-            let sum = self.sum(arg, how, bound, s)?;
-            let v = match op {
-                Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
-                Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
-                _ => T::from_f64(sum),
-            };
-            s.batch.push((id, v));
+            let sum = self.sum(arg, batch_prepass(op), bound, s)?;
+            s.batch.push((id, batch_value(op, sum)));
         }
         for req in &prog.requires {
             if self.sum(req.cond, PrePass::Zeros, bound, s)? > 0.0 {
@@ -699,7 +705,9 @@ impl JitLoss {
             }
         }
         let seed_array = mode == ReduceMode::None;
-        let kernel = self.kernel(Variant::Main { grad, hess, seed_array }).map_err(|e| CallError::Fatal(e.into()))?;
+        let kernel = self
+            .kernel(Variant::Main { grad, hess, seed_array }, rows * classes)
+            .map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         s.seed.clear();
         let seed_ptr = match opts.upstream {
@@ -806,7 +814,8 @@ impl JitLoss {
             let n = if prog.graph.kind(node) == Kind::Class { bound.rows * bound.classes } else { bound.rows };
             return Ok(c * n as f64);
         }
-        let kernel = self.kernel(Variant::Sum(node, how)).map_err(|e| CallError::Fatal(e.into()))?;
+        let kernel =
+            self.kernel(Variant::Sum(node, how), bound.rows * bound.classes).map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::ONE, &s.batch);
         Ok(run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, bound.rows, bound.classes))
@@ -862,7 +871,7 @@ impl JitLoss {
             return Err(unsupported());
         }
         let kernel = self
-            .kernel(Variant::Main { grad: true, hess: false, seed_array: false })
+            .kernel(Variant::Main { grad: true, hess: false, seed_array: false }, bound.rows * bound.classes)
             .map_err(|e| CallError::Fatal(e.into()))?;
         fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
         s.table[kernel.layout.seed_slot()] = s.seed.as_ptr() as usize;
@@ -1084,17 +1093,42 @@ fn fill_uniforms<T: Real + Element>(
 ) {
     buf.clear();
     for source in &kernel.slot_sources {
-        let v = match source {
-            SlotSource::Classes => T::from_f64(classes as f64),
-            SlotSource::Seed => seed,
-            SlotSource::Batch(id) => batch.iter().find(|(n, _)| n == id).map_or(T::ZERO, |(_, v)| *v),
-        };
-        v.push_bytes(buf);
+        source.value(classes, seed, batch).push_bytes(buf);
     }
 }
 
+impl SlotSource {
+    /// The slot's value in a call with `classes` classes, this seed and these `batch_*` values.
+    fn value<T: Real>(self, classes: usize, seed: T, batch: &[(NodeId, T)]) -> T {
+        match self {
+            SlotSource::Classes => T::from_f64(classes as f64),
+            SlotSource::Seed => seed,
+            SlotSource::Batch(id) => batch.iter().find(|(n, _)| *n == id).map_or(T::ZERO, |(_, v)| *v),
+        }
+    }
+}
+
+/// `program` with the fused ops the kernels have no code for lowered to primitive ops (bit
+/// for bit as the interpreter computes them): what every kernel and pre-pass is built from.
+///
+/// # Errors
+/// A lowering failure (a bug in lossc).
+pub(crate) fn lower_for_kernels(program: &Program) -> Result<Program, JitError> {
+    let mut lowered = program.clone();
+    // sigmoid, softplus and log_sigmoid have inline code of their own.
+    let keep = ["lower-sigmoid", "lower-softplus", "lower-log-sigmoid"];
+    crate::stabilize::lower_fused_except(&mut lowered, &keep).map_err(|d| JitError { message: d.message })?;
+    Ok(lowered)
+}
+
+/// Rows per chunk for rows of `classes` values (1 without a class axis): the fixed chunking
+/// that makes the reduced loss independent of the number of threads.
+pub(crate) fn chunk_rows(classes: usize) -> usize {
+    (CHUNK_ELEMENTS / classes.max(1)).max(1)
+}
+
 fn run_chunks(kernel: &Kernel, table: &PtrTable<'_>, uniforms: &[u8], rows: usize, classes: usize) -> f64 {
-    let chunk_rows = (CHUNK_ELEMENTS / classes.max(1)).max(1);
+    let chunk_rows = chunk_rows(classes);
     let n_chunks = rows.div_ceil(chunk_rows);
     let size = kernel.elem_size;
     let scratch = kernel.scratch_slots * classes.next_multiple_of(16 / size) * size;
@@ -1287,7 +1321,24 @@ fn neumaier(xs: &[f64]) -> f64 {
     acc.sum()
 }
 
-fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
+/// The graph one kernel variant evaluates, with what its caller must bind: everything the
+/// code generator translates, and what the kernel interpreter (`interp.rs`) evaluates.
+pub(crate) struct KernelGraph {
+    /// The prepared graph, W·l or the pre-pass transform added.
+    pub(crate) graph: crate::ir::Graph,
+    /// Pointer table, uniform slots and stores.
+    pub(crate) layout: Layout,
+    /// W·l, its kind and the index targets whose rows are masked.
+    pub(crate) roots: Roots,
+    /// Where each uniform slot's value comes from.
+    slot_sources: Vec<SlotSource>,
+}
+
+/// The graph of variant `v` of `prog` (the lowered program).
+///
+/// # Errors
+/// An op the code generator has no code for (a bug in lossc).
+fn kernel_graph(prog: &Program, v: Variant) -> Result<KernelGraph, JitError> {
     let (roots, seed_uniform) = match v {
         Variant::Main { grad, hess, seed_array } => {
             let mut roots = vec![prog.loss, prog.weight];
@@ -1382,8 +1433,32 @@ fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitE
         .collect();
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
+    Ok(KernelGraph { graph: g, layout, roots, slot_sources })
+}
+
+/// The pre-pass that a batch node (`batch_all`, `batch_any`, `batch_sum`, ...) sums over.
+fn batch_prepass(op: Op) -> PrePass {
+    match op {
+        Op::BatchAll => PrePass::Zeros,
+        Op::BatchAny => PrePass::Nonzeros,
+        _ => PrePass::Values,
+    }
+}
+
+/// A batch node's value from the sum of its [`batch_prepass`].
+fn batch_value<T: Real>(op: Op, sum: f64) -> T {
+    match op {
+        Op::BatchAll => T::from_f64(if sum == 0.0 { 1.0 } else { 0.0 }),
+        Op::BatchAny => T::from_f64(if sum > 0.0 { 1.0 } else { 0.0 }),
+        _ => T::from_f64(sum),
+    }
+}
+
+fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitError> {
+    let KernelGraph { graph: g, layout, roots, slot_sources } = kernel_graph(prog, v)?;
     let (mut module, features) = new_module(tier)?;
-    let (id, scratch_slots) = codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features)?;
+    let (id, scratch_slots) =
+        codegen::codegen(&mut module, &g, &roots, &layout, prog.class_axis, features, tier == Tier::Quick)?;
     let code = Code::finalize(module, id).map_err(|e| JitError::module(*e))?;
     let elem_size = if prog.dtype == Dtype::F64 { 8 } else { 4 };
     Ok(Kernel { code, layout, scratch_slots, elem_size, slot_sources })
@@ -1391,7 +1466,7 @@ fn compile_kernel(prog: &Program, v: Variant, tier: Tier) -> Result<Kernel, JitE
 
 /// How much work Cranelift puts into a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tier {
+pub(crate) enum Tier {
     /// No middle-end optimization, single-pass register allocation: callable in a fraction
     /// of the time, about half as fast.
     Quick,
@@ -1401,7 +1476,7 @@ enum Tier {
 
 /// The host ISA of a tier and its math features, built once per process: detecting the
 /// CPU and building the flags costs more than compiling a small kernel.
-fn host_isa(tier: Tier) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
+pub(crate) fn host_isa(tier: Tier) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), JitError> {
     type Built = Result<(cranelift_codegen::isa::OwnedTargetIsa, MathFeatures), String>;
     static QUICK: OnceLock<Built> = OnceLock::new();
     static OPTIMIZED: OnceLock<Built> = OnceLock::new();

@@ -53,7 +53,11 @@ use std::fmt;
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::types::{self, Type};
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value};
+use std::collections::HashMap;
+
+use cranelift_codegen::cursor::{Cursor, FuncCursor};
+use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
+use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
 
@@ -153,7 +157,23 @@ pub(crate) fn emit_math(
     func: MathFunc,
     x: Value,
 ) -> Result<Value, MathError> {
+    emit_math_pooled(b, features, func, x, None)
+}
+
+/// [`emit_math`], taking its constants from `pool` when one is given (see [`ConstPool`]).
+///
+/// # Errors
+///
+/// As [`emit_math`].
+pub(crate) fn emit_math_pooled(
+    b: &mut FunctionBuilder,
+    features: MathFeatures,
+    func: MathFunc,
+    x: Value,
+    pool: Option<&mut ConstPool>,
+) -> Result<Value, MathError> {
     let mut em = Emitter::new(b, features, x)?;
+    em.pool = pool;
     Ok(match func {
         MathFunc::Exp => em.exp(x),
         MathFunc::Log => em.log(x),
@@ -238,6 +258,61 @@ pub(crate) fn emit_log_sigmoid(b: &mut FunctionBuilder, features: MathFeatures, 
 /// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
 pub(crate) fn emit_tanh(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
     emit_math(b, features, MathFunc::Tanh, x)
+}
+
+/// Constants defined once each, in the entry block, instead of at every use.
+///
+/// A kernel's inline math uses each of a few dozen constants many times; emitted at the
+/// use, every one is an instruction (two for a vector) that the quick tier, which does no
+/// value numbering, lowers each time, and they are a third of a row kernel's instructions.
+/// Defined in the entry block they dominate every use. (The optimizing tier does without:
+/// its e-graph merges the repeats and rematerializes constants next to their uses.)
+pub(crate) struct ConstPool {
+    entry: Block,
+    map: HashMap<(Type, u64), Value>,
+}
+
+impl ConstPool {
+    /// An empty pool for the function whose entry block is `entry`.
+    pub(crate) fn new(entry: Block) -> ConstPool {
+        ConstPool { entry, map: HashMap::new() }
+    }
+
+    /// The constant of type `ty` (a float or integer scalar, or a vector of one, splatted)
+    /// whose lane has the bit pattern `bits` (zero-extended for narrow lanes).
+    pub(crate) fn get(&mut self, b: &mut FunctionBuilder, ty: Type, bits: u64) -> Value {
+        if let Some(v) = self.map.get(&(ty, bits)) {
+            return *v;
+        }
+        let v = if ty.is_vector() {
+            let lane = self.get(b, ty.lane_type(), bits);
+            self.at_entry(b).ins().splat(ty, lane)
+        } else if ty == types::F32 {
+            self.at_entry(b).ins().f32const(Ieee32::with_bits(bits as u32))
+        } else if ty == types::F64 {
+            self.at_entry(b).ins().f64const(Ieee64::with_bits(bits))
+        } else {
+            self.at_entry(b).ins().iconst(ty, bits as i64)
+        };
+        self.map.insert((ty, bits), v);
+        v
+    }
+
+    /// A float constant of type `ty` (scalar or vector), `x` rounded to its lane type.
+    pub(crate) fn float(&mut self, b: &mut FunctionBuilder, ty: Type, x: f64) -> Value {
+        let bits = if ty.lane_type() == types::F32 { u64::from((x as f32).to_bits()) } else { x.to_bits() };
+        self.get(b, ty, bits)
+    }
+
+    /// A cursor in the entry block: before its terminator once it has one, else at its end.
+    fn at_entry<'f>(&self, b: &'f mut FunctionBuilder) -> FuncCursor<'f> {
+        let last = b.func.layout.last_inst(self.entry);
+        let pos = FuncCursor::new(b.func);
+        match last {
+            Some(t) if pos.func.dfg.insts[t].opcode().is_terminator() => pos.at_inst(t),
+            _ => pos.at_bottom(self.entry),
+        }
+    }
 }
 
 /// Coefficients and thresholds for one element type.
@@ -391,6 +466,8 @@ struct Emitter<'a, 'b> {
     k: &'static Consts,
     /// Whether `fma` may be emitted.
     fma: bool,
+    /// Where constants come from, if not from an instruction at the use.
+    pool: Option<&'a mut ConstPool>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -403,13 +480,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
             types::F64X2 => (&F64_CONSTS, types::I64X2),
             _ => return Err(MathError::UnsupportedType(ty)),
         };
-        Ok(Emitter { b, ty, int_ty, k, fma: features.fma })
+        Ok(Emitter { b, ty, int_ty, k, fma: features.fma, pool: None })
     }
 
     // ---- Building blocks ----
 
     /// A float constant of the operand type (splatted for vectors).
     fn f(&mut self, v: f64) -> Value {
+        if let Some(pool) = self.pool.as_deref_mut() {
+            return pool.float(self.b, self.ty, v);
+        }
         let s = if self.k.lane == types::F32 {
             // The constants are chosen to be exact in f32, so this cast does not round.
             self.b.ins().f32const(v as f32)
@@ -428,6 +508,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let lane = self.int_ty.lane_type();
         // `iconst` wants narrow immediates zero-extended.
         let imm = if lane == types::I32 { i64::from(v as u32) } else { v };
+        if let Some(pool) = self.pool.as_deref_mut() {
+            return pool.get(self.b, self.int_ty, imm as u64);
+        }
         let s = self.b.ins().iconst(lane, imm);
         if self.int_ty.is_vector() {
             self.b.ins().splat(self.int_ty, s)
