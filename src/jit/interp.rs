@@ -32,8 +32,8 @@ use super::abi::ScalarFns;
 use super::codegen::{self, Store};
 use super::vecmath::MathFunc;
 use super::{
-    batch_prepass, batch_value, chunk_rows, finish, kernel_graph, lower_for_kernels, mathlib, Element, JitError,
-    KernelGraph, PrePass, Variant,
+    batch_prepass, batch_value, chunk_rows, finish, kernel_graph, lower_for_kernels, mathlib, uniform_seed, Element,
+    JitError, KernelGraph, PrePass, Variant,
 };
 
 /// The vecmath routines, in the order of [`ScalarFns`]' tables.
@@ -231,12 +231,7 @@ fn evaluate_as<T: KernelReal>(
         }
         ReduceMode::Sum | ReduceMode::None => None,
     };
-    let nothing = mode == ReduceMode::MeanOrZero && denom == Some(0.0);
-    let seed_uniform = match denom {
-        _ if nothing => T::ZERO,
-        Some(d) => T::from_f64(1.0 / d),
-        None => T::ONE,
-    };
+    let (nothing, seed_uniform) = uniform_seed::<T>(mode, denom);
     if opts.hess && prog.derivs.iter().any(|d| d.hess.is_none()) {
         return Err(Diagnostic::error_nowhere("the Hessian was not compiled into this loss"));
     }

@@ -674,12 +674,7 @@ impl JitLoss {
             ReduceMode::BatchMean => Some(opts.batch.unwrap_or(rows) as f64),
             ReduceMode::Sum | ReduceMode::None => None,
         };
-        let nothing = mode == ReduceMode::MeanOrZero && denom == Some(0.0);
-        let seed_uniform = match denom {
-            _ if nothing => T::ZERO,
-            Some(d) => T::from_f64(1.0 / d),
-            None => T::ONE,
-        };
+        let (nothing, seed_uniform) = uniform_seed::<T>(mode, denom);
         let grad = !out.grad.is_empty();
         let hess = !out.hess.is_empty();
         if hess && prog.derivs.iter().any(|d| d.hess.is_none()) {
@@ -1434,6 +1429,18 @@ fn kernel_graph(prog: &Program, v: Variant) -> Result<KernelGraph, JitError> {
     let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     Ok(KernelGraph { graph: g, layout, roots, slot_sources })
+}
+
+/// The uniform seed of a reduction whose mean divides by `denom` (None: no division), and
+/// whether the reduction is `mean_or_zero` over nothing (seed 0, loss 0).
+fn uniform_seed<T: Real>(mode: ReduceMode, denom: Option<f64>) -> (bool, T) {
+    let nothing = mode == ReduceMode::MeanOrZero && denom == Some(0.0);
+    let seed = match denom {
+        _ if nothing => T::ZERO,
+        Some(d) => T::from_f64(1.0 / d),
+        None => T::ONE,
+    };
+    (nothing, seed)
 }
 
 /// The pre-pass that a batch node (`batch_all`, `batch_any`, `batch_sum`, ...) sums over.

@@ -169,13 +169,8 @@ fn softmax_others(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeI
     let xk = gather(g, x, k, memo);
     let ek = gather(g, e, k, memo);
     let one = g.cst(1.0);
-    let denom = g.bin(Op::Add, one, total);
-    let inv = g.bin(Op::Div, one, denom);
     let top = g.bin(Op::Eq, xk, m);
-    let below = g.bin(Op::Sub, total, ek);
-    let plus_top = g.bin(Op::Add, one, below);
-    let num = g.select(top, total, plus_top);
-    let split = g.bin(Op::Mul, num, inv);
+    let split = others_share(g, top, total, ek);
     // Where m is not finite, total is #{x ≥ m} − 1 (every exponential is 0 or NaN and
     // is left out), 0 exactly when one entry holds the maximum.
     let zero = g.cst(0.0);
@@ -197,14 +192,22 @@ fn softmax_others(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeI
 fn softmax_minus_one(g: &mut Graph, x: NodeId) -> NodeId {
     let RowSplit { e, total, .. } = g.row_split_parts(x);
     let one = g.cst(1.0);
+    let top = g.bin(Op::Eq, e, one);
+    let q = others_share(g, top, total, e);
+    g.un(Op::Neg, q)
+}
+
+/// Σ_{j≠i} e^(x_j − m)/(1 + total) for the entry with corrected exponential `e`: the sum of
+/// the others is `total` where `top` (the entry is a maximum, e = 1) and `1 + (total − e)`
+/// elsewhere, without cancellation.
+fn others_share(g: &mut Graph, top: NodeId, total: NodeId, e: NodeId) -> NodeId {
+    let one = g.cst(1.0);
     let denom = g.bin(Op::Add, one, total);
     let inv = g.bin(Op::Div, one, denom);
-    let top = g.bin(Op::Eq, e, one);
     let below = g.bin(Op::Sub, total, e);
     let plus_top = g.bin(Op::Add, one, below);
     let others = g.select(top, total, plus_top);
-    let q = g.bin(Op::Mul, others, inv);
-    g.un(Op::Neg, q)
+    g.bin(Op::Mul, others, inv)
 }
 
 fn log_softmax(g: &mut Graph, x: NodeId) -> NodeId {
