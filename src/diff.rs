@@ -221,6 +221,15 @@ fn proportional_to_softmax(g: &Graph, t: NodeId, x: NodeId) -> bool {
     false
 }
 
+/// For a product `x*y` where one factor is k times the other (see [`Graph::scale_of`]):
+/// the slot of the scaled copy and k.
+fn self_product(g: &Graph, x: NodeId, y: NodeId) -> Option<(usize, f64)> {
+    if let Some(k) = g.scale_of(x, y) {
+        return Some((0, k));
+    }
+    g.scale_of(y, x).map(|k| (1, k))
+}
+
 fn mul(g: &mut Graph, t: NodeId, p: NodeId) -> NodeId {
     through(g, t, &mut |g, t| g.bin(Op::Mul, p, t))
 }
@@ -313,6 +322,24 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
         (Op::Add, _) => t,
         (Op::Sub, 0) => t,
         (Op::Sub, _) => g.un(Op::Neg, t),
+        // A product of a value with a scaled copy of itself, k·u·u (Huber's 0.5*(p − y)*(p − y)
+        // after rule S39), is k·u² and takes the square's rule: (2k·t)·u to u, nothing through
+        // the copy. The product rule would compute k·u·t twice, one of them by way of the copy.
+        (Op::Mul, _) if self_product(g, x, y).is_some() => {
+            let (copy, k) = self_product(g, x, y)?;
+            if slot == copy {
+                return None;
+            }
+            let u = if copy == 0 { y } else { x };
+            let two_k = 2.0 * k;
+            let t2 = if two_k == 1.0 {
+                t
+            } else {
+                let c = g.cst(two_k);
+                mul(g, t, c)
+            };
+            mul(g, t2, u)
+        }
         (Op::Mul, 0) => mul(g, t, y),
         (Op::Mul, _) => mul(g, t, x),
         (Op::Div, 0) => div(g, t, y),

@@ -101,6 +101,29 @@ fn barriers_have_their_own_derivatives() {
     assert_eq!((g, h), (vec![1.0], vec![2.0]));
 }
 
+/// k·u·u (a square written as a product with a scaled copy, as rule S39 leaves Huber's
+/// 0.5*(p − y)^2) takes the square's derivative 2k·u, not the product rule's two halves:
+/// the gradient of ½(p − y)² is p − y exactly, its Hessian 1.
+#[test]
+fn self_products_differentiate_as_squares() {
+    let p: Vec<f64> = (0..200).map(|i| (i as f64 * 0.7318).sin() * 10f64.powi(i % 9 - 4)).collect();
+    let y: Vec<f64> = (0..200).map(|i| (i as f64 * 1.913).cos() * 10f64.powi(i % 7 - 3)).collect();
+    // At the smallest subnormals the product rule's two halves, 0.5·u each, round to 0.
+    let (mut p, mut y) = (p, y);
+    p.extend([5e-324, 1.5e-323, -5e-324]);
+    y.extend([0.0, 0.0, 5e-324]);
+    let data = [("p", p.clone()), ("y", y.clone())];
+    for src in ["pred p\ntarget y\n0.5*(p - y)^2", "pred p\ntarget y\n(0.5*p - 0.5*y)*(p - y)"] {
+        let (g, h) = eval_exact(src, &data, ReduceMode::Sum);
+        let want: Vec<f64> = p.iter().zip(&y).map(|(a, b)| a - b).collect();
+        assert_eq!(g, want, "{src}");
+        assert!(h.iter().all(|x| *x == 1.0), "{src}: {h:?}");
+    }
+    // (−2·u)·u: 2k = −4.
+    let (g, _) = eval_exact("pred p\n(-2*p)*p", &[("p", vec![3.0])], ReduceMode::Sum);
+    assert_eq!(g, vec![-12.0]);
+}
+
 #[test]
 fn kink_conventions() {
     let sum = ReduceMode::Sum;

@@ -470,6 +470,58 @@ impl Graph {
         }
     }
 
+    /// `Some(k)` when `x` is k·`y` over the reals for a constant k ≠ 0: `y` itself, or `y`
+    /// under constant factors and negations, or `k*a − k*b` (rule S39's form) for `y = a − b`.
+    pub fn scale_of(&self, x: NodeId, y: NodeId) -> Option<f64> {
+        let mut x = x;
+        let mut k = 1.0;
+        for _ in 0..16 {
+            if x == y {
+                return Some(k);
+            }
+            let n = self.node(x);
+            match n.op {
+                Op::Neg => {
+                    k = -k;
+                    x = n.args[0];
+                }
+                Op::Mul => match (self.constant(n.args[0]), self.constant(n.args[1])) {
+                    (Some(c), _) if c != 0.0 && c.is_finite() => {
+                        k *= c;
+                        x = n.args[1];
+                    }
+                    (_, Some(c)) if c != 0.0 && c.is_finite() => {
+                        k *= c;
+                        x = n.args[0];
+                    }
+                    _ => return None,
+                },
+                Op::Sub => {
+                    let d = self.node(y);
+                    if d.op != Op::Sub {
+                        return None;
+                    }
+                    let scaled = |m: NodeId, want: NodeId| -> Option<f64> {
+                        let t = self.node(m);
+                        if t.op != Op::Mul {
+                            return None;
+                        }
+                        match (self.constant(t.args[0]), self.constant(t.args[1])) {
+                            (Some(c), _) if t.args[1] == want => Some(c),
+                            (_, Some(c)) if t.args[0] == want => Some(c),
+                            _ => None,
+                        }
+                    };
+                    let k1 = scaled(n.args[0], d.args[0])?;
+                    let k2 = scaled(n.args[1], d.args[1])?;
+                    return (k1 == k2 && k1 != 0.0 && k1.is_finite()).then_some(k * k1);
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// A constant, rounded to the graph's dtype.
     pub fn cst(&mut self, x: f64) -> NodeId {
         let v = self.dtype.round(x);

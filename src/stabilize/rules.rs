@@ -805,7 +805,7 @@ fn split_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
         // Where c is k·(a − b) itself (Huber's 0.5*(a − b)*(a − b)), the product is k·(a − b)²,
         // infinite wherever a − b overflows, and a*c − b*c is no better: the regime would only
         // cost a second form.
-        if scales_difference(cx.g, c, d, a, b) {
+        if cx.g.scale_of(c, d).is_some() {
             continue;
         }
         let g = &mut *cx.g;
@@ -818,35 +818,6 @@ fn split_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
         return Some(g.select(finite, id, far));
     }
     None
-}
-
-/// True when `c` is k·(a − b) for a constant k ≠ 0: `d` (= a − b) or `k*a − k*b` (S39's
-/// form), under any number of constant factors and negations.
-fn scales_difference(g: &Graph, c: NodeId, d: NodeId, a: NodeId, b: NodeId) -> bool {
-    let mut c = c;
-    loop {
-        if c == d {
-            return true;
-        }
-        match op(g, c) {
-            Op::Neg => c = arg(g, c, 0),
-            Op::Mul if g.constant(arg(g, c, 0)).is_some() => c = arg(g, c, 1),
-            Op::Mul if g.constant(arg(g, c, 1)).is_some() => c = arg(g, c, 0),
-            Op::Sub => {
-                let scaled = |x: NodeId, want: NodeId| -> Option<NodeId> {
-                    let (p, q) = bin(g, x, Op::Mul)?;
-                    match (g.constant(p), g.constant(q)) {
-                        (Some(_), _) if q == want => Some(p),
-                        (_, Some(_)) if p == want => Some(q),
-                        _ => None,
-                    }
-                };
-                let (x, y) = (arg(g, c, 0), arg(g, c, 1));
-                return matches!((scaled(x, a), scaled(y, b)), (Some(k1), Some(k2)) if k1 == k2);
-            }
-            _ => return false,
-        }
-    }
 }
 
 /// Most factors [`sigmoid_xlogx`] flattens out of one product.
@@ -1005,11 +976,30 @@ fn regroup(g: &mut Graph, a: NodeId, bc: NodeId) -> Option<NodeId> {
             continue;
         }
         let found = g.find_bin(Op::Mul, a, b).or_else(|| g.find_bin(Op::Mul, b, a));
-        if let Some(ab) = found.filter(|ab| ab.index() < bc.index()) {
+        // A product of the value, not of an adjoint (one holding the seed is itself a
+        // product that can overflow where the value does not: t*(t*seed)).
+        if let Some(ab) = found.filter(|ab| ab.index() < bc.index() && !holds_seed(g, *ab)) {
             return Some(g.bin(Op::Mul, ab, c));
         }
     }
     None
+}
+
+/// True when the seed (the adjoint's upstream factor) is among `id`'s operands, at any depth.
+fn holds_seed(g: &Graph, id: NodeId) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        let node = g.node(n);
+        if node.op == Op::Seed {
+            return true;
+        }
+        stack.extend_from_slice(node.children());
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------------------
