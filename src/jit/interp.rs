@@ -365,23 +365,18 @@ fn horizontal(lanes: &[f64], tail: f64) -> f64 {
 }
 
 impl<T: KernelReal> Kernel<'_, T> {
-    /// An element kernel over `[begin, end)`: Σ W·l in lane accumulators (two sets when
-    /// unrolled), then a scalar tail.
+    /// An element kernel over `[begin, end)`: Σ W·l in lane accumulators (the unrolled copy
+    /// into the same ones), then a scalar tail.
     fn elements(&self, begin: usize, end: usize, stores: &mut [Vec<T>]) -> f64 {
         let g = &self.kg.graph;
         let lanes = codegen::vector_lanes(g.dtype);
-        let step = lanes * codegen::vectors_per_iteration(g, &self.needed);
-        let (mut first, mut second, mut tail) = (vec![0.0f64; lanes], vec![0.0f64; lanes], 0.0f64);
+        let step = lanes * codegen::vectors_per_iteration(g, &self.kg.roots, &self.kg.layout);
+        let (mut acc, mut tail) = (vec![0.0f64; lanes], 0.0f64);
         let mut vals = vec![T::ZERO; g.len()];
         let mut i = begin;
         while i + step <= end {
             for j in 0..step {
-                let wl = self.element(i + j, &mut vals, stores);
-                if j < lanes {
-                    first[j] += wl;
-                } else {
-                    second[j - lanes] += wl;
-                }
+                acc[j % lanes] += self.element(i + j, &mut vals, stores);
             }
             i += step;
         }
@@ -389,10 +384,7 @@ impl<T: KernelReal> Kernel<'_, T> {
             tail += self.element(i, &mut vals, stores);
             i += 1;
         }
-        for (a, b) in first.iter_mut().zip(&second) {
-            *a += b;
-        }
-        horizontal(&first, tail)
+        horizontal(&acc, tail)
     }
 
     /// Element `i`: computes the needed nodes, writes the stores, returns W·l.

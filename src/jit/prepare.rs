@@ -92,6 +92,8 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 let valid = out.bin(Op::And, lo, hi);
                 out.select(valid, inner, zero)
             }
+            Op::Add => add_selects(&mut out, args[0], args[1]),
+            Op::Where => select_factored(&mut out, args[0], args[1], args[2]),
             op => out.add(op, &args),
         };
     }
@@ -306,4 +308,88 @@ fn gather(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeId, NodeI
     };
     memo.insert((x, k), v);
     v
+}
+
+/// `x + y`, merged into one select where both are selects on the same condition (the
+/// adjoint of `where(c, a, b)` reaches an input once through each branch, as
+/// `where(c, t, 0) + where(c, 0, u)`): one select instead of two and an addition.
+///
+/// Exact, signed zeros included. Write z(v) = v + 0 (−0 becomes +0, all else is unchanged);
+/// then a + z(b) = z(a + b) and 0 + b = z(b), so `where(c, a, 0) + where(c, 0, b)` is
+/// z(`where(c, a, b)`), and in general the sum is z^f(`where(c, a₁ + a₂, b₁ + b₂)`) where
+/// both branches agree on f. The z is kept as an addition of +0 that later merges see through.
+fn add_selects(g: &mut Graph, x: NodeId, y: NodeId) -> NodeId {
+    let merged = (|| {
+        let (c, a1, b1, z1) = as_select(g, x)?;
+        let (c2, a2, b2, z2) = as_select(g, y)?;
+        if c != c2 {
+            return None;
+        }
+        let (t, zt) = add_branch(g, a1, a2);
+        let (e, ze) = add_branch(g, b1, b2);
+        let (zt, ze) = (zt || z1 || z2, ze || z1 || z2);
+        if zt != ze {
+            return None;
+        }
+        let w = select_factored(g, c, t, e);
+        Some(if zt {
+            let zero = g.cst(0.0);
+            g.bin(Op::Add, w, zero)
+        } else {
+            w
+        })
+    })();
+    merged.unwrap_or_else(|| g.bin(Op::Add, x, y))
+}
+
+/// `(c, a, b, z)` when `n` is `where(c, a, b)` (z false) or `where(c, a, b) + 0` (z true).
+fn as_select(g: &Graph, n: NodeId) -> Option<(NodeId, NodeId, NodeId, bool)> {
+    let node = g.node(n);
+    match node.op {
+        Op::Where => Some((node.args[0], node.args[1], node.args[2], false)),
+        Op::Add if is_plus_zero(g, node.args[1]) && g.node(node.args[0]).op == Op::Where => {
+            let [c, a, b] = g.node(node.args[0]).args;
+            Some((c, a, b, true))
+        }
+        _ => None,
+    }
+}
+
+/// `a + b` as `(v, z)` with the sum = z^z(v): a +0 operand leaves z(the other), a −0 the
+/// other exactly.
+fn add_branch(g: &mut Graph, a: NodeId, b: NodeId) -> (NodeId, bool) {
+    let neg_zero = |g: &Graph, n: NodeId| g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_negative());
+    if is_plus_zero(g, a) {
+        (b, true)
+    } else if is_plus_zero(g, b) {
+        (a, true)
+    } else if neg_zero(g, a) {
+        (b, false)
+    } else if neg_zero(g, b) {
+        (a, false)
+    } else {
+        (g.bin(Op::Add, a, b), false)
+    }
+}
+
+fn is_plus_zero(g: &Graph, n: NodeId) -> bool {
+    g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_positive())
+}
+
+/// `where(c, a, b)`, with a factor both branches multiply by taken out (exact: the select
+/// picks which product is computed): `where(c, s*a, s*b) = s*where(c, a, b)`.
+fn select_factored(g: &mut Graph, c: NodeId, a: NodeId, b: NodeId) -> NodeId {
+    let (na, nb) = (g.node(a), g.node(b));
+    if na.op == Op::Mul && nb.op == Op::Mul {
+        let [a0, a1, _] = na.args;
+        let [b0, b1, _] = nb.args;
+        let common = [(a0, a1, b0, b1), (a0, a1, b1, b0), (a1, a0, b0, b1), (a1, a0, b1, b0)]
+            .into_iter()
+            .find(|(s, _, t, _)| s == t);
+        if let Some((s, ra, _, rb)) = common {
+            let w = g.select(c, ra, rb);
+            return g.bin(Op::Mul, s, w);
+        }
+    }
+    g.select(c, a, b)
 }
