@@ -477,6 +477,10 @@ fn an_unmasked_index_is_reported_when_a_class_input_is_one_row() {
 
 /// Edge-case data: no elements, no rows, one element, every pred broadcast, `mean_or_zero`
 /// over zero weights, out-of-range indices masked by a zero weight.
+/// A weighted cross-entropy whose `[C]` weight the kernels read in place when it is one row.
+const WEIGHTED: &str = "pred z[C]\ntarget k: index\nparam w[C] = 1\n-w[k]*log_softmax(z)[k] + sum(w*z*z)";
+const ZS: [f64; 9] = [1.0, -2.0, 0.5, 3.0, 3.0, -0.0, 1e3, -7.0, 2.5];
+
 #[test]
 fn edge_case_data_matches_the_kernel_interpreter_bit_for_bit() {
     let vector = |v: &[f64]| Array::vector(v.to_vec());
@@ -503,6 +507,19 @@ fn edge_case_data_matches_the_kernel_interpreter_bit_for_bit() {
                 ("z", rows(3, 2, &[1.0, 2.0, 3.0, 3.0, f64::INFINITY, 0.0])),
                 ("k", vector(&[1.0, -100.0, 0.0])),
                 ("w", vector(&[1.0, 0.0, 0.5])),
+            ],
+        ),
+        // A class input read in place for every row (row step 0): given as one row, as one
+        // number, or left at its default; and the same weights given in full.
+        (WEIGHTED, vec![("z", rows(3, 3, &ZS)), ("k", vector(&[2.0, 0.0, 1.0])), ("w", vector(&[0.5, 2.0, -1.0]))]),
+        (WEIGHTED, vec![("z", rows(3, 3, &ZS)), ("k", vector(&[2.0, 0.0, 1.0])), ("w", Array::scalar(0.25))]),
+        (WEIGHTED, vec![("z", rows(3, 3, &ZS)), ("k", vector(&[2.0, 0.0, 1.0]))]),
+        (
+            WEIGHTED,
+            vec![
+                ("z", rows(3, 3, &ZS)),
+                ("k", vector(&[2.0, 0.0, 1.0])),
+                ("w", rows(3, 3, &[0.5, 2.0, -1.0, 1.0, 1.0, 1.0, 3.0, -0.5, 0.25])),
             ],
         ),
         (

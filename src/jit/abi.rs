@@ -5,7 +5,8 @@
 //!   pointer-sized parameters and no return value);
 //! - every pointer in the table addresses an array at least as long as the kernel reads or
 //!   writes for the row range it is given (the caller in `jit/mod.rs` sizes them from the
-//!   same rows and classes it passes, and clamps class indices to `[0, C)` or -1);
+//!   same rows and classes it passes, and clamps class indices to `[0, C)` or -1); a class
+//!   input with row step 0 in the table is read as one row of C values for every row;
 //! - the module stays alive while its code may run: [`Code`] owns it and frees it on drop;
 //!   the only code outside it that a kernel calls (quick-tier calls into `jit::mathlib`, libm)
 //!   lives for the whole process.
@@ -49,7 +50,8 @@ impl Code {
     ///
     /// The caller guarantees (see the module docs) that `table` holds a valid pointer for
     /// every slot the kernel reads or writes, each addressing enough elements for `classes`
-    /// classes of every row below `row_end`, that `uniforms` holds every uniform slot, and
+    /// classes of every row below `row_end` (of one row, for a class input whose row step in
+    /// the table is 0), that `uniforms` holds every uniform slot, and
     /// that `scratch_bytes` covers the kernel's scratch arrays for `classes` classes.
     /// `Kernels::call` in `jit/mod.rs` is the only caller and establishes exactly this.
     pub(crate) fn run(

@@ -50,8 +50,9 @@ pub(crate) enum Store {
 /// Where everything lives in the pointer table and the uniform array.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
-    /// Number of program inputs: `ptrs[n]` is input n's data (materialised to full length),
-    /// `ptrs[n_inputs + n]` its sanitised `i32` class indices for index targets.
+    /// Number of program inputs: `ptrs[n]` is input n's data (materialised to full length,
+    /// except class inputs of row kernels, see [`Layout::row_step_slot`]), `ptrs[n_inputs + n]`
+    /// its sanitised `i32` class indices for index targets.
     pub n_inputs: usize,
     /// Uniform leaves read from `uniforms[slot]`: `C` and the `batch_*` values.
     pub uniform_slots: Vec<NodeId>,
@@ -72,9 +73,16 @@ impl Layout {
         2 * self.n_inputs + 1 + i
     }
 
-    /// Number of pointers in the table.
+    /// Slot of input n's row step in bytes (row kernels, class inputs): C times the element
+    /// size when the data has a row per row, 0 when one row serves every row (a `[C]` weight
+    /// given once, or its default), which is then read in place instead of repeated.
+    pub(crate) fn row_step_slot(&self, n: usize) -> usize {
+        2 * self.n_inputs + 1 + self.stores.len() + n
+    }
+
+    /// Number of entries in the table (pointers, then the row steps).
     pub(crate) fn n_ptrs(&self) -> usize {
-        2 * self.n_inputs + 1 + self.stores.len()
+        3 * self.n_inputs + 1 + self.stores.len()
     }
 }
 
@@ -296,6 +304,8 @@ struct Translator<'a> {
     libm_refs: HashMap<Libm, FuncRef>,
     // Entry-block values.
     ptrs: Vec<Value>,
+    /// The current row's start in each class input (row kernels; `None` for other inputs).
+    row_ptrs: Vec<Option<Value>>,
     uniforms_ptr: Value,
     row_begin: Value,
     row_end: Value,
@@ -346,6 +356,7 @@ impl<'a> Translator<'a> {
             libm_ids,
             libm_refs: HashMap::new(),
             ptrs: Vec::new(),
+            row_ptrs: Vec::new(),
             uniforms_ptr: Value::from_u32(0),
             row_begin: Value::from_u32(0),
             row_end: Value::from_u32(0),
@@ -458,6 +469,16 @@ impl<'a> Translator<'a> {
     fn load(&mut self, slot: usize, at: At) -> Value {
         let a = self.addr(slot, at.idx, self.size);
         let ty = if at.vector { self.vector } else { self.scalar };
+        self.b.ins().load(ty, Self::flags(), a, 0)
+    }
+
+    /// Class `c` of the current row of class input `n` (row kernels).
+    fn load_class(&mut self, n: usize, c: Value, vector: bool) -> Value {
+        let row = self.row_ptrs[n].expect("a class input has a row pointer");
+        let sz = self.iconst(self.size);
+        let off = self.b.ins().imul(c, sz);
+        let a = self.b.ins().iadd(row, off);
+        let ty = if vector { self.vector } else { self.scalar };
         self.b.ins().load(ty, Self::flags(), a, 0)
     }
 
@@ -1167,6 +1188,15 @@ impl<'a> Translator<'a> {
         let mut row_vals: HashMap<NodeId, Value> = HashMap::new();
         let mut row_masks: HashMap<NodeId, Value> = HashMap::new();
         let base = self.b.ins().imul(r, self.classes);
+        self.row_ptrs = (0..self.layout.n_inputs)
+            .map(|n| {
+                (self.g.input_kind(n as u16) == Kind::Class).then(|| {
+                    let step = self.ptrs[self.layout.row_step_slot(n)];
+                    let off = self.b.ins().imul(r, step);
+                    self.b.ins().iadd(self.ptrs[n], off)
+                })
+            })
+            .collect();
         // Rows whose class index is out of range: every derivative there is 0.
         let mut valid: Option<Value> = None;
         for n in &roots.index_inputs {
@@ -1312,8 +1342,13 @@ impl<'a> Translator<'a> {
         let ok = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, k32, zero32);
         let kc = self.b.ins().select(ok, k32, zero32);
         let k64 = self.b.ins().sextend(self.ptr, kc);
-        let idx = self.b.ins().iadd(base, k64);
-        let v = self.load(slot, At { idx, vector: false });
+        let v = match g.node(x).op {
+            Op::Input(n) => self.load_class(n as usize, k64, false),
+            _ => {
+                let idx = self.b.ins().iadd(base, k64);
+                self.load(slot, At { idx, vector: false })
+            }
+        };
         let zero = self.fconst(0.0);
         self.b.ins().select(ok, v, zero)
     }
@@ -1433,7 +1468,7 @@ impl<'a> Translator<'a> {
                         continue;
                     }
                     let v = match node.op {
-                        Op::Input(n) => t.load(n as usize, at),
+                        Op::Input(n) => t.load_class(n as usize, c, vector),
                         Op::Seed => t.load(t.layout.seed_slot(), at),
                         Op::ClassIndex => {
                             let cf = t.b.ins().fcvt_from_sint(t.scalar, c);

@@ -287,8 +287,11 @@ struct Bound {
 struct Scratch<T> {
     /// The argument feeding each input (`usize::MAX`: none).
     slots: Vec<usize>,
-    /// Full-length data pointer per input (0 when the input is not used).
+    /// Data pointer per input (0 when the input is not used): full length, or one row for a
+    /// class input of a loss with a class axis whose row step is 0.
     ptrs: Vec<usize>,
+    /// Row step in bytes per input (see `Layout::row_step_slot`).
+    row_steps: Vec<usize>,
     /// Length each input was given with.
     given: Vec<usize>,
     /// Sanitised class indices per input (-1 out of range); empty for other inputs.
@@ -318,6 +321,7 @@ impl<T> Scratch<T> {
         Scratch {
             slots: Vec::new(),
             ptrs: Vec::new(),
+            row_steps: Vec::new(),
             given: Vec::new(),
             indices: Vec::new(),
             owned: Vec::new(),
@@ -703,7 +707,7 @@ impl JitLoss {
         let kernel = self
             .kernel(Variant::Main { grad, hess, seed_array }, rows * classes)
             .map_err(|e| CallError::Fatal(e.into()))?;
-        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.row_steps, &s.indices);
         s.seed.clear();
         let seed_ptr = match opts.upstream {
             Some(up) if seed_array && up.len() == n_items => up.as_ptr(),
@@ -811,7 +815,7 @@ impl JitLoss {
         }
         let kernel =
             self.kernel(Variant::Sum(node, how), bound.rows * bound.classes).map_err(|e| CallError::Fatal(e.into()))?;
-        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.row_steps, &s.indices);
         fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::ONE, &s.batch);
         Ok(run_chunks(kernel, &PtrTable(&s.table), &s.uniforms, bound.rows, bound.classes))
     }
@@ -868,7 +872,7 @@ impl JitLoss {
         let kernel = self
             .kernel(Variant::Main { grad: true, hess: false, seed_array: false }, bound.rows * bound.classes)
             .map_err(|e| CallError::Fatal(e.into()))?;
-        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.indices);
+        fill_table(&mut s.table, &kernel.layout, &s.ptrs, &s.row_steps, &s.indices);
         s.table[kernel.layout.seed_slot()] = s.seed.as_ptr() as usize;
         s.table[kernel.layout.store_slot(0)] = grad.as_mut_ptr() as usize;
         fill_uniforms(&mut s.uniforms, kernel, bound.classes, T::from_f64(1.0 / n_items as f64), &[]);
@@ -1146,11 +1150,14 @@ fn run_chunks(kernel: &Kernel, table: &PtrTable<'_>, uniforms: &[u8], rows: usiz
 }
 
 /// The pointer table for `layout` (stores and seed left null for the caller).
-fn fill_table(table: &mut Vec<usize>, layout: &Layout, ptrs: &[usize], indices: &[Vec<i32>]) {
+fn fill_table(table: &mut Vec<usize>, layout: &Layout, ptrs: &[usize], row_steps: &[usize], indices: &[Vec<i32>]) {
     table.clear();
     table.resize(layout.n_ptrs(), 0);
     let n = ptrs.len().min(layout.n_inputs);
     table[..n].copy_from_slice(&ptrs[..n]);
+    for (i, step) in row_steps.iter().enumerate().take(layout.n_inputs) {
+        table[layout.row_step_slot(i)] = *step;
+    }
     for (i, idx) in indices.iter().enumerate().take(layout.n_inputs) {
         if !idx.is_empty() {
             table[layout.n_inputs + i] = idx.as_ptr() as usize;
@@ -1215,6 +1222,8 @@ fn bind<T: Real>(
     };
     s.ptrs.clear();
     s.ptrs.resize(n_inputs, 0);
+    s.row_steps.clear();
+    s.row_steps.resize(n_inputs, 0);
     s.given.clear();
     s.given.resize(n_inputs, 1);
     if s.indices.len() < n_inputs {
@@ -1270,8 +1279,22 @@ fn bind<T: Real>(
                 }
             }
         }
+        // A class input (with a class axis) given as one row, or as one number, or left at its
+        // default: the kernels read one row for every row (row step 0) instead of a copy
+        // repeated to full length (a `[C]` weight cost as much as the logits).
+        let one_row = prog.class_axis && decl.layout == InputLayout::Classes && len != full;
+        if prog.class_axis && decl.layout == InputLayout::Classes && !one_row {
+            s.row_steps[n] = classes * std::mem::size_of::<T>();
+        }
         match data {
-            Some(Data::Values(v)) if len == full => s.ptrs[n] = v.as_ptr() as usize,
+            Some(Data::Values(v)) if len == full || (one_row && len == classes) => s.ptrs[n] = v.as_ptr() as usize,
+            _ if one_row => {
+                copied |= data.is_some();
+                let owned = &mut s.owned[n];
+                owned.clear();
+                owned.extend((0..classes).map(|i| T::from_f64(at(if len == classes { i } else { 0 }))));
+                s.ptrs[n] = owned.as_ptr() as usize;
+            }
             _ => {
                 // One number, one row, or integer data: repeated and converted to full length.
                 copied |= data.is_some();
