@@ -336,8 +336,11 @@ struct Consts {
     /// `ln 2 − ln2_hi`, rounded.
     ln2_lo: f64,
     /// `exp` clamps its argument to `[exp_lo, exp_hi]`: below `exp_lo` the result rounds to 0,
-    /// above `exp_hi` it overflows, and `2^(n/2)` stays a normal number in between.
+    /// above `exp_hi` it overflows, and `2^(n/2)` stays a normal number in between. At `exp_lo`,
+    /// `n + exp_shift` is the exponent of +0 (`−bias`), one above it that of the least normal.
     exp_lo: f64,
+    /// See `exp_lo`: `exp_lo/ln 2` rounds to `−bias − exp_shift`.
+    exp_shift: i64,
     /// See `exp_lo`.
     exp_hi: f64,
     /// `expm1` clamps below at this argument, where the result rounds to −1.
@@ -375,7 +378,8 @@ static F32_CONSTS: Consts = Consts {
     log2e: std::f32::consts::LOG2_E as f64,
     ln2_hi: 0.693145751953125,
     ln2_lo: 1.428606765330187e-06,
-    exp_lo: -104.0,
+    exp_lo: -105.0,
+    exp_shift: 24,
     exp_hi: 89.0,
     expm1_lo: -20.0,
     exp_q: &[
@@ -407,6 +411,7 @@ static F64_CONSTS: Consts = Consts {
     ln2_hi: 0.6931471805598903,
     ln2_lo: 5.497923018708371e-14,
     exp_lo: -746.0,
+    exp_shift: 53,
     exp_hi: 710.0,
     expm1_lo: -40.0,
     exp_q: &[
@@ -693,13 +698,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let tail = self.add(h, rr);
         let tail = self.add(e, tail);
         let u = self.add(s, tail);
-        // Scale by 2^a·2^b, a = ⌊n/2⌋, b = n − a: each factor is normal, the first product is
-        // exact and the second rounds once (to a subnormal or to infinity where it must).
+        // Scale by 2^a·2^b, b = min(⌈n/2⌉, n + exp_shift), a = n − b: for n above the clamp's
+        // each factor is normal, the first product is exact and the second rounds once (to a
+        // subnormal or to infinity where it must). At the clamp's n, 2^b has exponent bits 0:
+        // it is +0, and the result 0 comes without an operation on subnormals, which x86 runs
+        // as a microcode assist (a row of logits 10^3 apart: every exponential below the clamp).
+        // Integers here are n plus half the magic constant's bits (see `pow2_from_bits`).
         let tb = self.int_bits(red.t);
         let half_n = self.b.ins().ushr_imm_u(tb, 1);
-        let rest_n = self.b.ins().isub(tb, half_n);
-        let s1 = self.pow2_from_bits(half_n, 0);
-        let s2 = self.pow2_from_bits(rest_n, 0);
+        let ceil_half = self.b.ins().isub(tb, half_n);
+        let magic_half = if self.k.lane == types::F32 {
+            i64::from((self.k.magic as f32).to_bits() / 2)
+        } else {
+            (self.k.magic.to_bits() / 2) as i64
+        };
+        let low = self.i(self.k.exp_shift - magic_half);
+        let shifted = self.b.ins().iadd(tb, low);
+        let b_n = self.b.ins().smin(ceil_half, shifted);
+        let a_n = self.b.ins().isub(tb, b_n);
+        let s1 = self.pow2_from_bits(a_n, 0);
+        let s2 = self.pow2_from_bits(b_n, 0);
         let u = self.mul(u, s1);
         self.mul(u, s2)
     }

@@ -472,16 +472,34 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
         if is_f32 { (f64::from(f32::from_bits(1)), f64::from(f32::MIN_POSITIVE)) } else { (5e-324, f64::MIN_POSITIVE) };
     let mut t = vec![(nan, nan)];
     match func {
-        Func::Exp => t.extend([
-            (0.0, 1.0),
-            (-0.0, 1.0),
-            (inf, 0.0_f64.max(inf)),
-            (-inf, 0.0),
-            (1000.0, inf),
-            (-1000.0, 0.0),
-            (min_sub, 1.0),
-            (-min_sub, 1.0),
-        ]),
+        Func::Exp => {
+            t.extend([
+                (0.0, 1.0),
+                (-0.0, 1.0),
+                (inf, 0.0_f64.max(inf)),
+                (-inf, 0.0),
+                (1000.0, inf),
+                (-1000.0, 0.0),
+                (min_sub, 1.0),
+                (-min_sub, 1.0),
+            ]);
+            // Around the clamp, where the scaling's 2^b is +0 (no subnormal arithmetic): 0
+            // below half the least subnormal, the least subnormal just above it.
+            if is_f32 {
+                t.extend([
+                    (-200.0, 0.0),
+                    (-105.5, 0.0),
+                    (-105.0, 0.0),
+                    (-104.5, 0.0),
+                    (-104.0, 0.0),
+                    (-103.98, 0.0),
+                    (-103.9, min_sub),
+                    (-103.5, min_sub),
+                ]);
+            } else {
+                t.extend([(-800.0, 0.0), (-746.0, 0.0), (-745.5, 0.0), (-745.2, 0.0), (-745.1, min_sub)]);
+            }
+        }
         Func::Log => {
             t.extend([(0.0, -inf), (-0.0, -inf), (1.0, 0.0), (inf, inf), (-inf, nan), (-1.0, nan), (-min_sub, nan)])
         }
