@@ -92,7 +92,8 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 let valid = out.bin(Op::And, lo, hi);
                 out.select(valid, inner, zero)
             }
-            Op::Add => add_selects(&mut out, args[0], args[1]),
+            Op::Add => add_selects(&mut out, args[0], args[1], false),
+            Op::Sub => add_selects(&mut out, args[0], args[1], true),
             Op::Where => select_factored(&mut out, args[0], args[1], args[2]),
             op => out.add(op, &args),
         };
@@ -310,23 +311,25 @@ fn gather(g: &mut Graph, x: NodeId, k: NodeId, memo: &mut HashMap<(NodeId, NodeI
     v
 }
 
-/// `x + y`, merged into one select where both are selects on the same condition (the
-/// adjoint of `where(c, a, b)` reaches an input once through each branch, as
-/// `where(c, t, 0) + where(c, 0, u)`): one select instead of two and an addition.
+/// `x + y` (or `x − y` with `sub`), merged into one select where both are selects on the
+/// same condition (the adjoint of `where(c, a, b)` reaches an input once through each branch,
+/// as `where(c, t, 0) + where(c, 0, u)`): one select instead of two and an addition.
 ///
 /// Exact, signed zeros included. Write z(v) = v + 0 (−0 becomes +0, all else is unchanged);
-/// then a + z(b) = z(a + b) and 0 + b = z(b), so `where(c, a, 0) + where(c, 0, b)` is
-/// z(`where(c, a, b)`), and in general the sum is z^f(`where(c, a₁ + a₂, b₁ + b₂)`) where
-/// both branches agree on f. The z is kept as an addition of +0 that later merges see through.
-fn add_selects(g: &mut Graph, x: NodeId, y: NodeId) -> NodeId {
+/// then a + z(b) = z(a + b), z(a) − b = z(a − b) and 0 + b = z(b), so
+/// `where(c, a, 0) + where(c, 0, b)` is z(`where(c, a, b)`), and in general the result is
+/// z^f(`where(c, a₁ ± a₂, b₁ ± b₂)`) where both branches agree on f. The z is kept as an
+/// addition of +0 that later merges see through. (a − z(b) is not z(a − b), nor is 0 − b
+/// one operation: those are left as they are.)
+fn add_selects(g: &mut Graph, x: NodeId, y: NodeId, sub: bool) -> NodeId {
     let merged = (|| {
         let (c, a1, b1, z1) = as_select(g, x)?;
         let (c2, a2, b2, z2) = as_select(g, y)?;
-        if c != c2 {
+        if c != c2 || (sub && z2) {
             return None;
         }
-        let (t, zt) = add_branch(g, a1, a2);
-        let (e, ze) = add_branch(g, b1, b2);
+        let (t, zt) = if sub { sub_branch(g, a1, a2)? } else { add_branch(g, a1, a2) };
+        let (e, ze) = if sub { sub_branch(g, b1, b2)? } else { add_branch(g, b1, b2) };
         let (zt, ze) = (zt || z1 || z2, ze || z1 || z2);
         if zt != ze {
             return None;
@@ -339,7 +342,22 @@ fn add_selects(g: &mut Graph, x: NodeId, y: NodeId) -> NodeId {
             w
         })
     })();
-    merged.unwrap_or_else(|| g.bin(Op::Add, x, y))
+    merged.unwrap_or_else(|| g.bin(if sub { Op::Sub } else { Op::Add }, x, y))
+}
+
+/// `a − b` as `(v, z)` with the difference = z^z(v), where that needs no new operation:
+/// `a − (+0)` is a, `a − (−0)` is z(a), `(+0) − (+0)` is +0; `(+0) − b` (z(−b)) is `None`.
+fn sub_branch(g: &mut Graph, a: NodeId, b: NodeId) -> Option<(NodeId, bool)> {
+    let neg_zero = |g: &Graph, n: NodeId| g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_negative());
+    if is_plus_zero(g, b) {
+        Some((a, false))
+    } else if neg_zero(g, b) {
+        Some((a, true))
+    } else if is_plus_zero(g, a) {
+        None
+    } else {
+        Some((g.bin(Op::Sub, a, b), false))
+    }
 }
 
 /// `(c, a, b, z)` when `n` is `where(c, a, b)` (z false) or `where(c, a, b) + 0` (z true).
