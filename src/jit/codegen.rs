@@ -898,8 +898,9 @@ impl<'a> Translator<'a> {
         let end = self.row_end;
         let lanes = self.lanes;
         // Cheap bodies: two vectors per iteration (into the same lane accumulators: a second
-        // set would be four more live registers for f32, and spills), then scalars. Bodies with inline transcendentals: one vector per iteration (the math
-        // already fills the pipeline), then scalars; half the code, half the compile time.
+        // set would be four more live registers for f32, and spills), then scalars. Bodies
+        // with inline transcendentals, or whose loss keeps many gradient values live (see
+        // `vectors_per_iteration`): one vector per iteration, then scalars.
         if vectors_per_iteration(self.g, roots, self.layout) == 1 {
             self.counted_loop(begin, end, lanes, i_var, true, |t, i| {
                 t.element_body(&needed, roots, At { idx: i, vector: true }, &vec_acc);
