@@ -44,6 +44,34 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Deepest bracket nesting accepted in a `.npy` header before it goes to the header parser,
+/// whose backtracking takes time exponential in the depth (14 nested braces: seconds; a few
+/// more: minutes, found by fuzzing). A plain array's header nests 2 (`{… 'shape': (2, 3)}`);
+/// structured dtypes nest deeper and are rejected anyway.
+const MAX_HEADER_DEPTH: usize = 6;
+
+/// The deepest nesting of `{`, `(` and `[` in the header of a `.npy` file (`None` when the
+/// header's length field is missing; the header parser reports that).
+fn header_depth(bytes: &[u8]) -> Option<usize> {
+    let (start, len) = match bytes.get(6)? {
+        1 => (10usize, usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]))),
+        _ => (12, u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize),
+    };
+    let header = bytes.get(start..start.saturating_add(len).min(bytes.len()))?;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in header {
+        match b {
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(deepest)
+}
+
 /// Parses the bytes of a `.npy` file.
 ///
 /// # Errors
@@ -53,6 +81,12 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array, Diagnostic> {
     if !bytes.starts_with(b"\x93NUMPY") {
         return Err(err(path, "not a .npy file (it does not start with the NumPy magic string)")
             .with_note("help: save arrays with numpy.save, or give a .csv file"));
+    }
+    if let Some(depth) = header_depth(bytes).filter(|d| *d > MAX_HEADER_DEPTH) {
+        return Err(err(
+            path,
+            format!("malformed .npy header: brackets nested {depth} deep (a plain array's header nests 2)"),
+        ));
     }
     let npy = npyz::NpyFile::new(bytes).map_err(|e| err(path, format!("malformed .npy header: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|d| usize::try_from(*d).unwrap_or(usize::MAX)).collect();
@@ -191,5 +225,31 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 16]);
         let e = parse_npy(p, &bytes);
         assert!(e.is_err_and(|d| d.message.contains("truncated")));
+    }
+
+    /// Fuzzing found headers that the header parser takes seconds to minutes on (nested
+    /// braces); they are rejected before it. Without the check this test does not finish.
+    #[test]
+    fn npy_deeply_nested_headers_are_rejected_at_once() {
+        let p = Path::new("t.npy");
+        for depth in [14, 40] {
+            let dict = format!("{{'descr': '<f8', 'fortran_order': False,{} 'shape': (2,), }}", "{".repeat(depth));
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&u16::try_from(dict.len() + 1).expect("short").to_le_bytes());
+            bytes.extend_from_slice(dict.as_bytes());
+            bytes.push(b'\n');
+            bytes.extend_from_slice(&[0u8; 16]);
+            let e = parse_npy(p, &bytes);
+            assert!(e.is_err_and(|d| d.message.contains("nested")), "depth {depth}");
+        }
+        // A plain header still parses.
+        let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&u16::try_from(dict.len() + 1).expect("short").to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&1.5f64.to_le_bytes());
+        bytes.extend_from_slice(&(-2.0f64).to_le_bytes());
+        assert_eq!(parse_npy(p, &bytes).map(|a| a.data), Ok(vec![1.5, -2.0]));
     }
 }
