@@ -1619,19 +1619,24 @@ pub(crate) fn vector_lanes(dtype: Dtype) -> usize {
 
 /// Nodes needed by the roots and the stores.
 pub(crate) fn needed(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
-    let mut need = vec![false; g.len()];
-    need[roots.wl.index()] = true;
-    for (n, _, _) in &layout.stores {
-        need[n.index()] = true;
+    let stores = layout.stores.iter().map(|s| s.0);
+    reachable(g, std::iter::once(roots.wl).chain(stores))
+}
+
+/// The nodes `from` reach (themselves included), by index.
+fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Vec<bool> {
+    let mut reach = vec![false; g.len()];
+    for n in from {
+        reach[n.index()] = true;
     }
     for i in (0..g.len()).rev() {
-        if need[i] {
+        if reach[i] {
             for c in g.node(NodeId(i as u32)).children() {
-                need[c.index()] = true;
+                reach[c.index()] = true;
             }
         }
     }
-    need
+    reach
 }
 
 /// Most values the gradient and the loss share for an element kernel to be unrolled.
@@ -1657,17 +1662,7 @@ pub(crate) fn vectors_per_iteration(g: &Graph, roots: &Roots, layout: &Layout) -
 /// Values the stores need that the loss also reads after them: the non-uniform nodes of
 /// the stores' graphs with a parent that only the loss needs.
 fn kept_for_loss(g: &Graph, needed: &[bool], layout: &Layout) -> usize {
-    let mut stored = vec![false; g.len()];
-    for (n, _, _) in &layout.stores {
-        stored[n.index()] = true;
-    }
-    for i in (0..g.len()).rev() {
-        if stored[i] {
-            for c in g.node(NodeId(i as u32)).children() {
-                stored[c.index()] = true;
-            }
-        }
-    }
+    let stored = reachable(g, layout.stores.iter().map(|s| s.0));
     let mut kept = vec![false; g.len()];
     for i in (0..g.len()).filter(|i| needed[*i] && !stored[*i]) {
         for c in g.node(NodeId(i as u32)).children() {
