@@ -1624,7 +1624,7 @@ pub(crate) fn needed(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
 }
 
 /// The nodes `from` reach (themselves included), by index.
-fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Vec<bool> {
+pub(crate) fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Vec<bool> {
     let mut reach = vec![false; g.len()];
     for n in from {
         reach[n.index()] = true;

@@ -27,17 +27,7 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepared {
     let kinds = (0..g.input_count()).map(|n| g.input_kind(n as u16)).collect();
     let mut out = Graph::new(g.dtype, kinds);
-    let mut reach = vec![false; g.len()];
-    for r in roots {
-        reach[r.index()] = true;
-    }
-    for i in (0..g.len()).rev() {
-        if reach[i] {
-            for c in g.node(NodeId(i as u32)).children() {
-                reach[c.index()] = true;
-            }
-        }
-    }
+    let reach = super::codegen::reachable(g, roots.iter().copied());
     let mut map: Vec<NodeId> = vec![NodeId::NONE; g.len()];
     let mut gathers: HashMap<(NodeId, NodeId), NodeId> = HashMap::new();
     let mut origin = HashMap::new();
