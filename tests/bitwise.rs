@@ -20,7 +20,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use common::gen::Gen;
-use common::{Rng, CASES};
+use common::{case_count, json_files, Rng, CASES};
 use lossc::eval::{evaluate_with, Array, EvalOptions, Evaluation, LossValue, Mode};
 use lossc::jit::JitLoss;
 use lossc::program::{Layout, ReduceMode};
@@ -276,14 +276,6 @@ fn golden_file(path: &Path, source: &str, failures: &mut Vec<String>) -> usize {
     cases.len()
 }
 
-fn json_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 /// The standard library and the custom losses on their golden data (PyTorch and Keras
 /// cases), with the optimized kernels, as given and with `reduce none`.
 #[test]
@@ -365,8 +357,7 @@ fn every_loss_file_matches_on_large_data_and_any_thread_count() {
 /// them, with gradients and Hessians. `LOSSC_LONG=1` runs 10,000 (`LOSSC_CASES=N` sets it).
 #[test]
 fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
-    let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
-    let n = std::env::var("LOSSC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if long { 10_000 } else { 400 });
+    let n = case_count(400, 10_000);
     let mut generator = Gen::new(Rng(0xB17_0003));
     let mut rng = Rng(0xB17_0004);
     let mut failures = Vec::new();
@@ -401,7 +392,7 @@ fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
         }
     }
     let computed = COMPUTED.with(std::cell::Cell::get);
-    if long {
+    if n >= 1000 {
         eprintln!(
             "{n} random losses ({} per element, {} with a class axis; {computed} computed, the rest rejected alike) in {:.0?}",
             kinds[0],

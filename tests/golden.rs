@@ -12,11 +12,14 @@
 //! Where a case carries `loss_true` / `grad_true` (the reference loses accuracy and lossc
 //! is meant to give the true value), those are compared instead.
 
+mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
+
+use common::json_files;
 
 use lossc::eval::{evaluate, Array, EvalOptions, LossValue};
 use lossc::program::ReduceMode;
@@ -195,14 +198,6 @@ fn settle_awaiting(failures: &mut Vec<String>, prefix: &str) {
             "{file} / {case} should fail until the stability rewriter lands; remove it from AWAITING_STABILITY"
         );
     }
-}
-
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
 }
 
 #[test]

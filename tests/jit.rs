@@ -151,9 +151,8 @@ fn every_numeric_formula_agrees_with_the_interpreter() {
 
 #[test]
 fn random_losses_agree_with_the_interpreter() {
-    let long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
     // LOSSC_CASES=N overrides the count (the 100,000-case run).
-    let n = std::env::var("LOSSC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if long { 20_000 } else { 400 });
+    let n = common::case_count(400, 20_000);
     let mut generator = Gen::new(Rng(0x00C0_FFEE));
     let mut data_rng = Rng(0xDA7A);
     let mut failures = Vec::new();

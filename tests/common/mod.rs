@@ -128,3 +128,19 @@ pub fn inputs(prog: &Program, case: &Case, rng: &mut Rng) -> Vec<(String, Array)
     }
     out
 }
+
+/// The `.json` files of a directory, sorted (none when it cannot be read).
+pub fn json_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// How many random cases a test runs: `LOSSC_CASES=N` if set, else `long` with
+/// `LOSSC_LONG=1` and `short` without.
+pub fn case_count(short: usize, long: usize) -> usize {
+    let is_long = std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1");
+    std::env::var("LOSSC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if is_long { long } else { short })
+}
