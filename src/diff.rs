@@ -325,8 +325,7 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
         // A product of a value with a scaled copy of itself, k·u·u (Huber's 0.5*(p − y)*(p − y)
         // after rule S39), is k·u² and takes the square's rule: (2k·t)·u to u, nothing through
         // the copy. The product rule would compute k·u·t twice, one of them by way of the copy.
-        (Op::Mul, _) if self_product(g, x, y).is_some() => {
-            let (copy, k) = self_product(g, x, y)?;
+        (Op::Mul, _) if let Some((copy, k)) = self_product(g, x, y) => {
             if slot == copy {
                 return None;
             }

@@ -136,7 +136,7 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
 /// the terms of `nll_softmax`'s gradient at the target class, Σ_{j≠k} softmax(x)_j.
 fn others_of_softmax(g: &Graph, w: NodeId) -> Option<(NodeId, NodeId)> {
     let n = g.node(w);
-    if n.op != Op::Where || !g.constant(n.args[1]).is_some_and(|c| c == 0.0 && c.is_sign_positive()) {
+    if n.op != Op::Where || !is_plus_zero(g, n.args[1]) {
         return None;
     }
     let c = g.node(n.args[0]);
@@ -338,10 +338,9 @@ fn add_selects(g: &mut Graph, x: NodeId, y: NodeId, sub: bool) -> NodeId {
 /// `a − b` as `(v, z)` with the difference = z^z(v), where that needs no new operation:
 /// `a − (+0)` is a, `a − (−0)` is z(a), `(+0) − (+0)` is +0; `(+0) − b` (z(−b)) is `None`.
 fn sub_branch(g: &mut Graph, a: NodeId, b: NodeId) -> Option<(NodeId, bool)> {
-    let neg_zero = |g: &Graph, n: NodeId| g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_negative());
     if is_plus_zero(g, b) {
         Some((a, false))
-    } else if neg_zero(g, b) {
+    } else if is_minus_zero(g, b) {
         Some((a, true))
     } else if is_plus_zero(g, a) {
         None
@@ -366,14 +365,13 @@ fn as_select(g: &Graph, n: NodeId) -> Option<(NodeId, NodeId, NodeId, bool)> {
 /// `a + b` as `(v, z)` with the sum = z^z(v): a +0 operand leaves z(the other), a −0 the
 /// other exactly.
 fn add_branch(g: &mut Graph, a: NodeId, b: NodeId) -> (NodeId, bool) {
-    let neg_zero = |g: &Graph, n: NodeId| g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_negative());
     if is_plus_zero(g, a) {
         (b, true)
     } else if is_plus_zero(g, b) {
         (a, true)
-    } else if neg_zero(g, a) {
+    } else if is_minus_zero(g, a) {
         (b, false)
-    } else if neg_zero(g, b) {
+    } else if is_minus_zero(g, b) {
         (a, false)
     } else {
         (g.bin(Op::Add, a, b), false)
@@ -382,6 +380,10 @@ fn add_branch(g: &mut Graph, a: NodeId, b: NodeId) -> (NodeId, bool) {
 
 fn is_plus_zero(g: &Graph, n: NodeId) -> bool {
     g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_positive())
+}
+
+fn is_minus_zero(g: &Graph, n: NodeId) -> bool {
+    g.constant(n).is_some_and(|v| v == 0.0 && v.is_sign_negative())
 }
 
 /// `where(c, a, b)`, with a factor both branches multiply by taken out (exact: the select
