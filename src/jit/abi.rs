@@ -11,8 +11,10 @@
 //!   the only code outside it that a kernel calls (quick-tier calls into `jit::mathlib`, libm)
 //!   lives for the whole process.
 
+use cranelift_codegen::ir::types::{self, Type};
+use cranelift_codegen::ir::{AbiParam, Signature};
 use cranelift_jit::JITModule;
-use cranelift_module::FuncId;
+use cranelift_module::{FuncId, Linkage, Module, ModuleError};
 
 /// `fn(ptrs, uniforms, row_begin, row_end, classes, acc, scratch)`; see `codegen.rs`.
 type KernelFn = unsafe extern "C" fn(*const usize, *const u8, i64, i64, i64, *mut f64, *mut u8);
@@ -106,7 +108,59 @@ impl Drop for Code {
 /// kernel, and every thread writes to disjoint row ranges of the output arrays.
 pub(crate) struct PtrTable<'a>(pub(crate) &'a [usize]);
 
-/// `extern "C"` math the kernels call per lane (registered with the JIT by name).
+/// A platform libm function that generated code calls per lane: `pow` with a non-constant
+/// exponent, and `sin`/`cos` for the rare vectors with an argument beyond the inline
+/// reduction's range (`vecmath`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Libm {
+    /// `a^b`.
+    Pow,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+}
+
+impl Libm {
+    /// The symbol registered with the JIT (see [`libm_symbols`]) for lanes of type `lane`
+    /// (`f32` or `f64`; anything else is taken as `f64`).
+    pub(crate) fn symbol(self, lane: Type) -> &'static str {
+        let single = lane == types::F32;
+        match (self, single) {
+            (Libm::Pow, true) => "lossc_powf",
+            (Libm::Pow, false) => "lossc_pow",
+            (Libm::Sin, true) => "lossc_sinf",
+            (Libm::Sin, false) => "lossc_sin",
+            (Libm::Cos, true) => "lossc_cosf",
+            (Libm::Cos, false) => "lossc_cos",
+        }
+    }
+
+    /// Number of arguments.
+    pub(crate) fn arity(self) -> usize {
+        if self == Libm::Pow {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Declares `self` on `lane` scalars as an import of `module` (whose builder registered
+    /// [`libm_symbols`]).
+    ///
+    /// # Errors
+    /// Cranelift's, if the name is already declared with another signature (a bug in lossc).
+    pub(crate) fn declare(self, module: &mut JITModule, lane: Type) -> Result<FuncId, Box<ModuleError>> {
+        let mut sig = Signature::new(module.isa().default_call_conv());
+        for _ in 0..self.arity() {
+            sig.params.push(AbiParam::new(lane));
+        }
+        sig.returns.push(AbiParam::new(lane));
+        module.declare_function(self.symbol(lane), Linkage::Import, &sig).map_err(Box::new)
+    }
+}
+
+/// `extern "C"` math the kernels call per lane, by the names of [`Libm::symbol`].
 pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
     /// One `extern "C"` wrapper per (symbol, type, std method, arity).
     macro_rules! wrappers {
@@ -128,10 +182,6 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
         ("lossc_sin", f64, sin, a),
         ("lossc_cosf", f32, cos, a),
         ("lossc_cos", f64, cos, a),
-        ("lossc_sinhf", f32, sinh, a),
-        ("lossc_sinh", f64, sinh, a),
-        ("lossc_coshf", f32, cosh, a),
-        ("lossc_cosh", f64, cosh, a),
     ]
 }
 

@@ -32,10 +32,11 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
-use cranelift_module::{FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Module};
 
 use crate::ir::{Dtype, Graph, Kind, NodeId, Op};
-use crate::jit::vecmath::{emit_math_pooled, ConstPool, MathFeatures, MathFunc};
+use crate::jit::abi::Libm;
+use crate::jit::vecmath::{emit_math, ConstPool, MathFeatures, MathFunc};
 use crate::jit::{mathlib, JitError};
 
 /// What the kernel stores, besides accumulating Σ W·l.
@@ -83,42 +84,6 @@ impl Layout {
     /// Number of entries in the table (pointers, then the row steps).
     pub(crate) fn n_ptrs(&self) -> usize {
         3 * self.n_inputs + 1 + self.stores.len()
-    }
-}
-
-/// A function to call per lane for ops with no inline code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Libm {
-    Pow,
-    Sin,
-    Cos,
-    Sinh,
-    Cosh,
-}
-
-impl Libm {
-    /// The symbol registered with the JIT for this function and dtype.
-    pub(crate) fn symbol(self, dtype: Dtype) -> &'static str {
-        match (self, dtype) {
-            (Libm::Pow, Dtype::F32) => "lossc_powf",
-            (Libm::Pow, Dtype::F64) => "lossc_pow",
-            (Libm::Sin, Dtype::F32) => "lossc_sinf",
-            (Libm::Sin, Dtype::F64) => "lossc_sin",
-            (Libm::Cos, Dtype::F32) => "lossc_cosf",
-            (Libm::Cos, Dtype::F64) => "lossc_cos",
-            (Libm::Sinh, Dtype::F32) => "lossc_sinhf",
-            (Libm::Sinh, Dtype::F64) => "lossc_sinh",
-            (Libm::Cosh, Dtype::F32) => "lossc_coshf",
-            (Libm::Cosh, Dtype::F64) => "lossc_cosh",
-        }
-    }
-
-    fn arity(self) -> usize {
-        if self == Libm::Pow {
-            2
-        } else {
-            1
-        }
     }
 }
 
@@ -247,10 +212,9 @@ pub(crate) fn codegen(
 fn libm_of(op: Op) -> Option<Libm> {
     Some(match op {
         Op::Pow => Libm::Pow,
+        // Fallbacks of the inline code for arguments beyond its reduction's range.
         Op::Sin => Libm::Sin,
         Op::Cos => Libm::Cos,
-        Op::Sinh => Libm::Sinh,
-        Op::Cosh => Libm::Cosh,
         _ => return None,
     })
 }
@@ -263,12 +227,7 @@ fn declare_libm(module: &mut JITModule, g: &Graph) -> Result<Vec<(Libm, FuncId)>
         if out.iter().any(|(x, _)| *x == f) {
             continue;
         }
-        let mut sig = Signature::new(module.isa().default_call_conv());
-        for _ in 0..f.arity() {
-            sig.params.push(AbiParam::new(ty));
-        }
-        sig.returns.push(AbiParam::new(ty));
-        let id = module.declare_function(f.symbol(g.dtype), Linkage::Import, &sig).map_err(JitError::module)?;
+        let id = f.declare(module, ty).map_err(|e| JitError::module(*e))?;
         out.push((f, id));
     }
     Ok(out)
@@ -562,7 +521,8 @@ impl<'a> Translator<'a> {
                 return self.b.inst_results(call)[0];
             }
         }
-        match emit_math_pooled(&mut self.b, self.features, f, x, self.pool.as_mut()) {
+        let fallback = f.fallback().and_then(|l| self.libm_refs.get(&l).copied());
+        match emit_math(&mut self.b, self.features, f, x, self.pool.as_mut(), fallback) {
             Ok(v) => v,
             // The operand types are always f32/f64 scalars or vectors here.
             Err(_) => x,
@@ -614,10 +574,10 @@ impl<'a> Translator<'a> {
             Op::Sigmoid => self.math(MathFunc::Sigmoid, x),
             Op::Softplus => self.math(MathFunc::Softplus, x),
             Op::LogSigmoid => self.math(MathFunc::LogSigmoid, x),
-            Op::Sin => self.libm(Libm::Sin, a),
-            Op::Cos => self.libm(Libm::Cos, a),
-            Op::Sinh => self.libm(Libm::Sinh, a),
-            Op::Cosh => self.libm(Libm::Cosh, a),
+            Op::Sin => self.math(MathFunc::Sin, x),
+            Op::Cos => self.math(MathFunc::Cos, x),
+            Op::Sinh => self.math(MathFunc::Sinh, x),
+            Op::Cosh => self.math(MathFunc::Cosh, x),
             Op::Relu => {
                 let zero = self.cst_like(0.0, x);
                 // x where x > 0 or x is NaN, else 0.

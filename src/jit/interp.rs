@@ -5,8 +5,8 @@
 //! after [`lower_for_kernels`] and `prepare`), one element or row at a time in node order,
 //! with the kernels' own math routines: the `vecmath` emitters compiled once per process as
 //! scalar functions (`mathlib`, which quick-tier kernels call; vecmath's scalar and vector
-//! code compute the same bits), the platform
-//! libm where kernels call it (`sin`, `cos`, `sinh`, `cosh`, `pow`), and `math.rs` for
+//! code compute the same bits; `sin` and `cos` call libm from inside for arguments beyond
+//! 10^6, as the kernels do), the platform libm for non-constant `pow`, and `math.rs` for
 //! the IEEE operations and selects (whose semantics the kernels implement). It sums in the
 //! kernels' order (described above `codegen::vector_lanes`, with the lane count and the
 //! unrolling read from `codegen`): one f64 accumulator per lane, a scalar tail, fixed chunks
@@ -37,7 +37,7 @@ use super::{
 };
 
 /// The vecmath routines, in the order of [`ScalarFns`]' tables.
-const FUNCS: [MathFunc; 8] = [
+const FUNCS: [MathFunc; 12] = [
     MathFunc::Exp,
     MathFunc::Log,
     MathFunc::Log1p,
@@ -46,6 +46,10 @@ const FUNCS: [MathFunc; 8] = [
     MathFunc::Softplus,
     MathFunc::LogSigmoid,
     MathFunc::Tanh,
+    MathFunc::Sinh,
+    MathFunc::Cosh,
+    MathFunc::Sin,
+    MathFunc::Cos,
 ];
 
 /// The vecmath routine of an op, if the kernels compute it inline.
@@ -59,6 +63,10 @@ fn math_func(op: Op) -> Option<MathFunc> {
         Op::Softplus => MathFunc::Softplus,
         Op::LogSigmoid => MathFunc::LogSigmoid,
         Op::Tanh => MathFunc::Tanh,
+        Op::Sinh => MathFunc::Sinh,
+        Op::Cosh => MathFunc::Cosh,
+        Op::Sin => MathFunc::Sin,
+        Op::Cos => MathFunc::Cos,
         _ => return None,
     })
 }
@@ -569,6 +577,10 @@ mod tests {
                 x.exp().ln_1p(),
                 -(-x).exp().ln_1p(),
                 x.tanh(),
+                x.sinh(),
+                x.cosh(),
+                x.sin(),
+                x.cos(),
             ];
             for (k, w) in want.iter().enumerate() {
                 let arg = if k == 1 || k == 2 { x.abs() } else { x };

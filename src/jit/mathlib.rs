@@ -13,7 +13,8 @@
 //!   what the inline code computes (the tests check quick kernels against optimized ones).
 //! * Each function is `extern "C"`-like `fn(T) -> T` in the host's default calling
 //!   convention, for `T` one of `f32`, `f64`, `f32x4`, `f64x2`; its module is never freed,
-//!   so the address a kernel embeds stays valid for the life of the process.
+//!   so the address a kernel embeds stays valid for the life of the process. `sin` and `cos`
+//!   call their libm fallback (`abi::Libm`) themselves, like the inline code.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -25,7 +26,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::Module;
 
 use super::vecmath::{emit_math, MathFunc};
-use super::{host_isa, JitError, Tier};
+use super::{abi, host_isa, JitError, Tier};
 
 /// Addresses of the functions compiled so far.
 static TABLE: OnceLock<Mutex<HashMap<(MathFunc, Type), usize>>> = OnceLock::new();
@@ -48,7 +49,15 @@ pub(crate) fn address(func: MathFunc, ty: Type) -> Result<usize, JitError> {
 
 fn compile(func: MathFunc, ty: Type) -> Result<usize, JitError> {
     let (isa, features) = host_isa(Tier::Optimized)?;
-    let mut module = JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names()));
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    for (name, ptr) in abi::libm_symbols() {
+        builder.symbol(name, ptr);
+    }
+    let mut module = JITModule::new(builder);
+    let fallback = match func.fallback() {
+        Some(f) => Some(f.declare(&mut module, ty.lane_type()).map_err(|e| JitError::module(*e))?),
+        None => None,
+    };
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(ty));
     sig.returns.push(AbiParam::new(ty));
@@ -64,7 +73,9 @@ fn compile(func: MathFunc, ty: Type) -> Result<usize, JitError> {
         b.switch_to_block(block);
         b.seal_block(block);
         let x = b.block_params(block)[0];
-        let y = emit_math(&mut b, features, func, x).map_err(|e| JitError { message: e.to_string() })?;
+        let fallback = fallback.map(|id| module.declare_func_in_func(id, b.func));
+        let y =
+            emit_math(&mut b, features, func, x, None, fallback).map_err(|e| JitError { message: e.to_string() })?;
         b.ins().return_(&[y]);
         b.finalize(cfg);
     }

@@ -10,12 +10,13 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
+use cranelift_codegen::ir::{types, AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
 
+use crate::jit::abi;
 use crate::jit::vecmath::{self, MathFeatures};
 
 /// A function of the `vecmath` module (the harness names `MathFunc` by its short name).
@@ -23,22 +24,20 @@ pub(crate) use crate::jit::vecmath::MathFunc as Func;
 
 impl Func {
     /// Every function.
-    pub const ALL: [Func; 8] =
-        [Func::Exp, Func::Log, Func::Log1p, Func::Expm1, Func::Sigmoid, Func::Softplus, Func::LogSigmoid, Func::Tanh];
-
-    /// The emitter, through the per-function entry points of `vecmath`.
-    fn emitter(self) -> Emit {
-        match self {
-            Func::Exp => vecmath::emit_exp,
-            Func::Log => vecmath::emit_log,
-            Func::Log1p => vecmath::emit_log1p,
-            Func::Expm1 => vecmath::emit_expm1,
-            Func::Sigmoid => vecmath::emit_sigmoid,
-            Func::Softplus => vecmath::emit_softplus,
-            Func::LogSigmoid => vecmath::emit_log_sigmoid,
-            Func::Tanh => vecmath::emit_tanh,
-        }
-    }
+    pub const ALL: [Func; 12] = [
+        Func::Exp,
+        Func::Log,
+        Func::Log1p,
+        Func::Expm1,
+        Func::Sigmoid,
+        Func::Softplus,
+        Func::LogSigmoid,
+        Func::Tanh,
+        Func::Sinh,
+        Func::Cosh,
+        Func::Sin,
+        Func::Cos,
+    ];
 }
 
 /// How the loop processes elements.
@@ -153,8 +152,6 @@ fn make_isa(target: Target) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, M
     Ok((isa, features))
 }
 
-type Emit = fn(&mut FunctionBuilder, MathFeatures, Value) -> Result<Value, vecmath::MathError>;
-
 type RawFn<T> = unsafe extern "C" fn(*const T, *mut T, usize);
 
 /// A compiled loop applying one function elementwise.
@@ -189,7 +186,15 @@ impl<T: Elem> Kernel<T> {
 
     fn compile(func: Func, width: Width, target: Target, listing: Option<&mut String>) -> Result<Self, HarnessError> {
         let (isa, features) = make_isa(target)?;
-        let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        for (name, ptr) in abi::libm_symbols() {
+            builder.symbol(name, ptr);
+        }
+        let mut module = JITModule::new(builder);
+        let fallback = match func.fallback() {
+            Some(f) => Some(f.declare(&mut module, T::TY).map_err(|e| HarnessError::Module(e.to_string()))?),
+            None => None,
+        };
         let ptr = module.target_config().pointer_type();
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(ptr));
@@ -202,7 +207,9 @@ impl<T: Elem> Kernel<T> {
         let mut fctx = FunctionBuilderContext::new();
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            build_loop::<T>(&mut b, ptr, func.emitter(), width, features)?;
+            let fallback = fallback.map(|id| module.declare_func_in_func(id, b.func));
+            let emit = Emit { func, features, fallback };
+            build_loop::<T>(&mut b, ptr, &emit, width)?;
             b.finalize(module.target_config());
         }
         let want_listing = listing.is_some();
@@ -226,7 +233,8 @@ impl<T: Elem> Kernel<T> {
         Ok(Kernel { module: Some(module), func, relocs, _elem: PhantomData })
     }
 
-    /// Number of relocations in the compiled code: 0 means no libcalls.
+    /// Number of relocations in the compiled code: 0 means no libcalls (1 for the fallback of
+    /// `sin` and `cos`).
     pub fn relocs(&self) -> usize {
         self.relocs
     }
@@ -261,13 +269,20 @@ fn math_err(e: vecmath::MathError) -> HarnessError {
 }
 
 /// Emits: `entry → vhead(i) → vbody → vhead …; tail(i) → tbody → tail …; exit`.
-fn build_loop<T: Elem>(
-    b: &mut FunctionBuilder,
-    ptr: Type,
-    emit: Emit,
-    width: Width,
+/// What the loop body emits: `func` with these features and fallback.
+struct Emit {
+    func: Func,
     features: MathFeatures,
-) -> Result<(), HarnessError> {
+    fallback: Option<FuncRef>,
+}
+
+impl Emit {
+    fn emit(&self, b: &mut FunctionBuilder, x: Value) -> Result<Value, HarnessError> {
+        vecmath::emit_math(b, self.features, self.func, x, None, self.fallback).map_err(math_err)
+    }
+}
+
+fn build_loop<T: Elem>(b: &mut FunctionBuilder, ptr: Type, emit: &Emit, width: Width) -> Result<(), HarnessError> {
     let flags = MemFlagsData::new().with_notrap();
     let elem_size = i64::from(T::TY.bytes());
     let entry = b.create_block();
@@ -306,7 +321,7 @@ fn build_loop<T: Elem>(
     let src = b.ins().iadd(inp, off);
     let dst = b.ins().iadd(out, off);
     let x = b.ins().load(T::VEC, flags, src, 0);
-    let y = emit(b, features, x).map_err(math_err)?;
+    let y = emit.emit(b, x)?;
     b.ins().store(flags, y, dst, 0);
     b.ins().jump(vhead, &[BlockArg::Value(next)]);
     b.seal_block(vhead);
@@ -322,7 +337,7 @@ fn build_loop<T: Elem>(
     let src = b.ins().iadd(inp, off);
     let dst = b.ins().iadd(out, off);
     let x = b.ins().load(T::TY, flags, src, 0);
-    let y = emit(b, features, x).map_err(math_err)?;
+    let y = emit.emit(b, x)?;
     b.ins().store(flags, y, dst, 0);
     let one = b.ins().iconst(ptr, 1);
     let j1 = b.ins().iadd(j, one);

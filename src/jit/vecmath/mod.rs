@@ -19,11 +19,23 @@
 //!   through the same kernel as `log`.
 //! * `sigmoid`, `softplus`, `log_sigmoid`, `tanh`: the stability.md §7E lowerings L1–L3 and an
 //!   odd/sign split of `tanh` through `expm1`, all built on the four above.
+//! * `sinh`, `cosh`: `e^|x|/2 ± 1/(4·e^|x|/2)`, where `e^|x|/2` is `exp` with its last scale
+//!   factor halved (so it stays finite up to where the results overflow), and a Taylor
+//!   polynomial for `sinh` below 1, where the difference cancels.
+//! * `sin`, `cos`: computed in f64 for both lane types (f32 lanes are widened, two by two for
+//!   vectors). Cody–Waite reduction by π/2 in four parts, three of 33 bits so that `n·part` is
+//!   exact for `n < 2^20`, summed with TwoSum into `r + r_lo`; Taylor polynomials for
+//!   `sin(r + r_lo)` and `cos(r + r_lo)` on `|r| ≤ π/4`, selected and signed by `n mod 4`.
+//!   Beyond `|x| = 10^6` the reduction would need more of π: a vector with such a lane branches
+//!   to a cold block that calls libm per lane (the caller declares the function,
+//!   [`MathFunc::fallback`]) and keeps libm's result in those lanes.
 //!
 //! Invariants:
 //! * No control flow: only selects (`select` on scalars, `bitselect` on vectors) and arithmetic,
-//!   so the emitters can be called anywhere inside a block, any number of times.
-//! * No libcalls on any target: rounding to an integer uses the `1.5·2^(p−1)` magic-constant trick
+//!   so the emitters can be called anywhere inside a block, any number of times. The one
+//!   exception is the cold fallback of `sin` and `cos`, after which the builder is in a new
+//!   block whose parameter is the result (callers must not assume the block is unchanged).
+//! * No libcalls on any target except that fallback: rounding to an integer uses the `1.5·2^(p−1)` magic-constant trick
 //!   (which also yields the integer bits, so no float-to-int conversion is needed), and `fma` is
 //!   used only when [`MathFeatures::fma`] says the ISA has it natively; otherwise products and sums
 //!   are separate instructions and exact products use Dekker's splitting.
@@ -32,17 +44,19 @@
 //! * Special values follow libm: NaN propagates, `exp` overflows to `+inf` and underflows to `0`
 //!   through the subnormals, `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`,
 //!   `log1p(-1) = -inf`, and `log1p`, `expm1` and `tanh` return `-0.0` for `-0.0`.
-//! * Accuracy targets (checked by the tests of the scratch crate): at most 1 ulp for
+//! * Accuracy targets (checked by `tests.rs`): at most 1 ulp for
 //!   `exp`, `log`, `log1p` and `expm1`, and at most 2 bits (f64) or 2.5 bits (f32) of error for the
 //!   composites.
 //!   Measured maxima: 0.75–0.83 ulp (f32, exhaustive) and 0.69–0.81 ulp (f64, sampled against
 //!   double-double) for the four; 1.585 bits (2 ulps apart from the correctly rounded value) for
-//!   `sigmoid` and `tanh`, 1 bit for `softplus` and `log_sigmoid`.
+//!   `sigmoid` and `tanh`, 1 bit for `softplus` and `log_sigmoid`. `sin` and `cos` are held to
+//!   1 ulp too (measured 0.56 f32, 0.75 f64), `sinh` and `cosh` to the composites' bits (1.58
+//!   and 1.07 ulp).
 //! * Scalar and vector code of one type compute bit-identical results; the `fma` and non-`fma`
 //!   paths may differ in the last bit.
 //!
-//! Usage from a translator: `let y = emit_exp(&mut builder, features, x)?;` with `features`
-//! computed once per module by [`MathFeatures::from_isa`].
+//! Usage from a translator: `let y = emit_math(&mut builder, features, MathFunc::Exp, x, None,
+//! None)?;` with `features` computed once per module by [`MathFeatures::from_isa`].
 //! Constants are emitted at the call site (Cranelift turns vector ones into RIP-relative loads),
 //! so several calls in one block simply share nothing; that costs loads, not correctness.
 
@@ -51,15 +65,17 @@
 
 use std::fmt;
 
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
 use std::collections::HashMap;
 
 use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{Block, Endianness, FuncRef, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
+
+use super::abi::Libm;
 
 /// CPU features that change which instructions the emitters use.
 ///
@@ -94,6 +110,8 @@ impl MathFeatures {
 pub(crate) enum MathError {
     /// The operand is not `f32`, `f64`, `f32x4` or `f64x2`.
     UnsupportedType(Type),
+    /// The function needs a fallback ([`MathFunc::fallback`]) and none was given.
+    NoFallback(MathFunc),
 }
 
 impl fmt::Display for MathError {
@@ -101,6 +119,9 @@ impl fmt::Display for MathError {
         match self {
             MathError::UnsupportedType(ty) => {
                 write!(f, "inline math does not support operands of type {ty}")
+            }
+            MathError::NoFallback(func) => {
+                write!(f, "inline `{}` needs its libm fallback declared", func.name())
             }
         }
     }
@@ -111,22 +132,34 @@ impl std::error::Error for MathError {}
 /// The functions this module can emit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum MathFunc {
-    /// `e^x`.
+    /// `e^x` (≤ 1 ulp; overflow to `+inf`, gradual underflow to `0`).
     Exp,
-    /// Natural logarithm.
+    /// Natural logarithm (≤ 1 ulp; `log(±0) = -inf`, `log(x<0) = NaN`).
     Log,
-    /// `log(1 + x)`.
+    /// `log(1 + x)` (≤ 1 ulp; `log1p(-1) = -inf`, `log1p(x<-1) = NaN`, `log1p(-0) = -0`).
     Log1p,
-    /// `e^x − 1`.
+    /// `e^x − 1` (≤ 1 ulp, accurate for small `x`; `expm1(-0) = -0`).
     Expm1,
-    /// `1 / (1 + e^−x)`.
+    /// `1 / (1 + e^−x)`, as `x ≥ 0 ? 1/(1+e) : e/(1+e)` with `e = exp(−|x|)` (stability.md
+    /// L3), which keeps the subnormal tail for very negative `x`.
     Sigmoid,
-    /// `log(1 + e^x)`.
+    /// `log(1 + e^x) = max(x, 0) + log1p(exp(−|x|))` (stability.md L1).
     Softplus,
-    /// `log(sigmoid(x)) = −softplus(−x)`.
+    /// `log(sigmoid(x)) = min(x, 0) − log1p(exp(−|x|))` (stability.md L2).
     LogSigmoid,
-    /// Hyperbolic tangent.
+    /// `tanh(x) = sign(x) · (−e / (e + 2))` with `e = expm1(−2|x|)`, accurate near 0 and exact
+    /// in sign (`tanh(-0) = -0`).
     Tanh,
+    /// Hyperbolic sine: a Taylor polynomial below `|x| = 1`, `e^|x|/2 − 1/(4·e^|x|/2)`
+    /// above, finite up to where `sinh` overflows; odd, `sinh(-0) = -0`.
+    Sinh,
+    /// Hyperbolic cosine, `e^|x|/2 + 1/(4·e^|x|/2)`, finite up to where `cosh` overflows.
+    Cosh,
+    /// Sine: exact Cody–Waite reduction by π/2 in f64 (f32 arguments widened) for
+    /// `|x| ≤ 10^6`, libm beyond (its [`MathFunc::fallback`]); `sin(-0) = -0`.
+    Sin,
+    /// Cosine, as `sin`.
+    Cos,
 }
 
 impl MathFunc {
@@ -141,37 +174,48 @@ impl MathFunc {
             MathFunc::Softplus => "softplus",
             MathFunc::LogSigmoid => "log_sigmoid",
             MathFunc::Tanh => "tanh",
+            MathFunc::Sinh => "sinh",
+            MathFunc::Cosh => "cosh",
+            MathFunc::Sin => "sin",
+            MathFunc::Cos => "cos",
+        }
+    }
+
+    /// The libm function the emitted code calls for arguments its own code does not cover
+    /// (`sin` and `cos` beyond `|x| = 10^6`), if any; the caller declares it and passes its
+    /// reference to [`emit_math_pooled`].
+    pub(crate) fn fallback(self) -> Option<Libm> {
+        match self {
+            MathFunc::Sin => Some(Libm::Sin),
+            MathFunc::Cos => Some(Libm::Cos),
+            _ => None,
         }
     }
 }
 
-/// Emits `func(x)` at the current insertion point of `b` and returns the result, of the type of `x`.
+/// Emits `func(x)` at the current insertion point of `b` and returns the result, of the type
+/// of `x`; constants come from `pool` when one is given (see [`ConstPool`]), and `fallback`
+/// (the function [`MathFunc::fallback`] names, declared for the lane type) is called for the
+/// arguments that need it. Functions with a fallback leave the builder in a new block (see
+/// the module docs).
 ///
 /// # Errors
 ///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`; nothing is
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`, and
+/// [`MathError::NoFallback`] if `func` needs a fallback and `fallback` is `None`; nothing is
 /// emitted then.
 pub(crate) fn emit_math(
     b: &mut FunctionBuilder,
     features: MathFeatures,
     func: MathFunc,
     x: Value,
-) -> Result<Value, MathError> {
-    emit_math_pooled(b, features, func, x, None)
-}
-
-/// [`emit_math`], taking its constants from `pool` when one is given (see [`ConstPool`]).
-///
-/// # Errors
-///
-/// As [`emit_math`].
-pub(crate) fn emit_math_pooled(
-    b: &mut FunctionBuilder,
-    features: MathFeatures,
-    func: MathFunc,
-    x: Value,
     pool: Option<&mut ConstPool>,
+    fallback: Option<FuncRef>,
 ) -> Result<Value, MathError> {
+    let fallback = match (func.fallback(), fallback) {
+        (Some(_), None) => return Err(MathError::NoFallback(func)),
+        (_, f) => f,
+    };
     let mut em = Emitter::new(b, features, x)?;
     em.pool = pool;
     Ok(match func {
@@ -183,81 +227,16 @@ pub(crate) fn emit_math_pooled(
         MathFunc::Softplus => em.softplus(x),
         MathFunc::LogSigmoid => em.log_sigmoid(x),
         MathFunc::Tanh => em.tanh(x),
+        MathFunc::Sinh => em.sinh(x),
+        MathFunc::Cosh => em.cosh(x),
+        MathFunc::Sin | MathFunc::Cos => {
+            let y = em.sin_cos(x, func == MathFunc::Cos);
+            match fallback {
+                Some(f) => em.trig_fallback(x, y, f),
+                None => y,
+            }
+        }
     })
-}
-
-/// Emits `e^x` (≤ 1 ulp; overflow to `+inf`, gradual underflow to `0`).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_exp(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Exp, x)
-}
-
-/// Emits the natural logarithm of `x` (≤ 1 ulp; `log(±0) = -inf`, `log(x<0) = NaN`).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_log(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Log, x)
-}
-
-/// Emits `log(1 + x)` (≤ 1 ulp; `log1p(-1) = -inf`, `log1p(x<-1) = NaN`, `log1p(-0) = -0`).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_log1p(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Log1p, x)
-}
-
-/// Emits `e^x − 1` (≤ 1 ulp, accurate for small `x`; `expm1(-0) = -0`).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_expm1(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Expm1, x)
-}
-
-/// Emits the logistic function, as `x ≥ 0 ? 1/(1+e) : e/(1+e)` with `e = exp(−|x|)` (stability.md
-/// L3), which keeps the subnormal tail for very negative `x`.
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_sigmoid(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Sigmoid, x)
-}
-
-/// Emits `softplus(x) = max(x, 0) + log1p(exp(−|x|))` (stability.md L1).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_softplus(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Softplus, x)
-}
-
-/// Emits `log_sigmoid(x) = min(x, 0) − log1p(exp(−|x|))` (stability.md L2).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_log_sigmoid(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::LogSigmoid, x)
-}
-
-/// Emits `tanh(x) = sign(x) · (−e / (e + 2))` with `e = expm1(−2|x|)`, accurate near 0 and exact
-/// in sign (`tanh(-0) = -0`).
-///
-/// # Errors
-///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
-pub(crate) fn emit_tanh(b: &mut FunctionBuilder, features: MathFeatures, x: Value) -> Result<Value, MathError> {
-    emit_math(b, features, MathFunc::Tanh, x)
 }
 
 /// Constants defined once each, in the entry block, instead of at every use.
@@ -317,8 +296,9 @@ impl ConstPool {
 
 /// Coefficients and thresholds for one element type.
 ///
-/// Polynomials are fitted by `tools/coeffs.py` of the scratch crate (Chebyshev fits with mpmath,
-/// rounded to the element type); all other constants are exactly representable in it.
+/// The `exp` and `log` polynomials were fitted by Chebyshev fits with mpmath, rounded to the
+/// element type; the `sinh`, `sin` and `cos` ones are Taylor coefficients ([`inv_fact`]); all
+/// other constants are exactly representable in the element type.
 struct Consts {
     /// `f32` or `f64`.
     lane: Type,
@@ -367,6 +347,51 @@ struct Consts {
     tiny: f64,
     /// Dekker's splitting constant `2^⌈p/2⌉ + 1`.
     split: f64,
+    /// `S(z)` with `sinh(x) = x + x·z·S(z)`, `z = x²`, for `|x| < 1` (Taylor coefficients,
+    /// the first one omitted past the precision).
+    sinh_p: &'static [f64],
+    /// `sinh` and `cosh` add `±1/(4·(e^|x|/2))` with `e^|x|/2` capped here: beyond the cap
+    /// the term is far below the result's last bit, and uncapped it is subnormal for large
+    /// `|x|` (a slow operation).
+    hyp_cap: f64,
+    /// `S(z)` with `sin(r) = r + r·z·S(z)`, `z = r²`, on `|r| ≤ π/4` (Taylor). `sin` and `cos`
+    /// run in f64 arithmetic for both lane types; f32 needs fewer terms.
+    sin_p: &'static [f64],
+    /// `C(z)` with `cos(r) = 1 − z/2 + z²·C(z)` on `|r| ≤ π/4` (Taylor), likewise.
+    cos_p: &'static [f64],
+}
+
+/// `π/2` as four parts: three of 33 bits, so `n·PIO2[i]` is exact for `|n| < 2^20`, and the
+/// rest rounded (error below 2^-160).
+const PIO2: [f64; 4] = [1.5707963267341256, 6.077100506303966e-11, 2.0222662487111665e-21, 8.4784276603689e-32];
+
+/// `2/π`, rounded.
+const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
+
+/// `sin` and `cos` reduce arguments up to this magnitude inline (`n < 2^20`, so the products
+/// with `PIO2` are exact); beyond it a vector that has such a lane calls libm for it.
+const TRIG_MAX: f64 = 1.0e6;
+
+/// Below this magnitude `sin(x)` rounds to `x` in f64 (and so in f32).
+const SIN_TINY: f64 = 1.4901161193847656e-8; // 2^-26
+
+/// Below this magnitude `cos(x)` rounds to 1 in f64 (and so in f32).
+const COS_TINY: f64 = 7.450580596923828e-9; // 2^-27
+
+/// `1/k!` rounded to f64.
+const fn inv_fact(k: u32) -> f64 {
+    let mut f = 1.0f64;
+    let mut i = 2;
+    while i <= k {
+        f *= i as f64;
+        i += 1;
+    }
+    1.0 / f
+}
+
+/// `1/k!` rounded to f32 (through f64: the factorials up to 11! are exact).
+const fn inv_fact32(k: u32) -> f64 {
+    inv_fact(k) as f32 as f64
 }
 
 /// `f32` constants.
@@ -399,6 +424,10 @@ static F32_CONSTS: Consts = Consts {
     sub_k: 25.0,
     tiny: 2.9802322387695312e-08,
     split: 4097.0,
+    sinh_p: &[inv_fact32(3), inv_fact32(5), inv_fact32(7), inv_fact32(9), inv_fact32(11)],
+    hyp_cap: 1.125899906842624e15, // 2^50
+    sin_p: &[-inv_fact(3), inv_fact(5), -inv_fact(7), inv_fact(9)],
+    cos_p: &[inv_fact(4), -inv_fact(6), inv_fact(8), -inv_fact(10)],
 };
 
 /// `f64` constants.
@@ -444,6 +473,38 @@ static F64_CONSTS: Consts = Consts {
     sub_k: 54.0,
     tiny: 5.551115123125783e-17,
     split: 134217729.0,
+    sinh_p: &[
+        inv_fact(3),
+        inv_fact(5),
+        inv_fact(7),
+        inv_fact(9),
+        inv_fact(11),
+        inv_fact(13),
+        inv_fact(15),
+        inv_fact(17),
+        inv_fact(19),
+    ],
+    hyp_cap: 1.2676506002282294e30, // 2^100
+    sin_p: &[
+        -inv_fact(3),
+        inv_fact(5),
+        -inv_fact(7),
+        inv_fact(9),
+        -inv_fact(11),
+        inv_fact(13),
+        -inv_fact(15),
+        inv_fact(17),
+    ],
+    cos_p: &[
+        inv_fact(4),
+        -inv_fact(6),
+        inv_fact(8),
+        -inv_fact(10),
+        inv_fact(12),
+        -inv_fact(14),
+        inv_fact(16),
+        -inv_fact(18),
+    ],
 };
 
 /// A lane mask from `fcmp`: `i8` for scalars, an integer vector for vectors.
@@ -680,8 +741,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     fn exp(&mut self, x: Value) -> Value {
+        self.exp_scaled(x, self.k.exp_hi, 0)
+    }
+
+    /// `e^x · 2^extra` for `extra ∈ {−1, 0}`, with the argument clamped to `[exp_lo, hi]`
+    /// (`hi ≤ exp_hi + 1`: the result overflows above it).
+    fn exp_scaled(&mut self, x: Value, hi: f64, extra: i64) -> Value {
         let k = self.k;
-        let red = self.reduce(x, k.exp_lo, k.exp_hi);
+        let red = self.reduce(x, k.exp_lo, hi);
         let r = red.r;
         // h = r²/2 + r³·Q(r) = r²·(1/2 + r·Q(r)).
         let q = self.poly(r, k.exp_q);
@@ -716,7 +783,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let shifted = self.b.ins().iadd(tb, low);
         let b_n = self.b.ins().smin(ceil_half, shifted);
         let a_n = self.b.ins().isub(tb, b_n);
-        let s1 = self.pow2_from_bits(a_n, 0);
+        let s1 = self.pow2_from_bits(a_n, extra);
         let s2 = self.pow2_from_bits(b_n, 0);
         let u = self.mul(u, s1);
         self.mul(u, s2)
@@ -912,10 +979,197 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let ne = self.neg(e);
         let den = self.add_k(e, 2.0);
         let t = self.div(ne, den);
-        // Copy the sign of x (t ≥ 0 or NaN): vector `fcopysign` has no x64 lowering.
+        self.copy_sign(t, x)
+    }
+
+    /// `|t|` with the sign of `x`, for `t ≥ 0` or NaN (vector `fcopysign` has no x64 lowering).
+    fn copy_sign(&mut self, t: Value, x: Value) -> Value {
         let sign = self.f(-0.0);
         let sx = self.b.ins().band(x, sign);
         self.b.ins().bor(t, sx)
+    }
+
+    /// `e^|x|/2`, the large-argument part of `sinh` and `cosh` (finite while they are), and
+    /// the capped copy whose reciprocal they add.
+    fn half_exp_abs(&mut self, ax: Value) -> (Value, Value) {
+        let k = self.k;
+        let eh = self.exp_scaled(ax, k.exp_hi + 1.0, -1);
+        let cap = self.f(k.hyp_cap);
+        let over = self.cmp(FloatCC::LessThan, cap, eh);
+        let capped = self.sel(over, cap, eh);
+        (eh, capped)
+    }
+
+    /// `sinh(x) = sign(x)·(e^|x|/2 − 1/(4·e^|x|/2))`, and for `|x| < 1`, where that cancels,
+    /// `x + x·z·S(z)`.
+    fn sinh(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let ax = self.abs(x);
+        let z = self.mul(ax, ax);
+        let sp = self.poly(z, k.sinh_p);
+        let zs = self.mul(z, sp);
+        let small = self.mla(ax, zs, ax);
+        let (eh, capped) = self.half_exp_abs(ax);
+        let quarter = self.f(0.25);
+        let inv = self.div(quarter, capped);
+        let large = self.sub(eh, inv);
+        let one = self.f(1.0);
+        let is_small = self.cmp(FloatCC::LessThan, ax, one);
+        let t = self.sel(is_small, small, large);
+        self.copy_sign(t, x)
+    }
+
+    /// `cosh(x) = e^|x|/2 + 1/(4·e^|x|/2)`: two positive terms, no cancellation.
+    fn cosh(&mut self, x: Value) -> Value {
+        let ax = self.abs(x);
+        let (eh, capped) = self.half_exp_abs(ax);
+        let quarter = self.f(0.25);
+        let inv = self.div(quarter, capped);
+        self.add(eh, inv)
+    }
+
+    // ---- sin and cos ----
+
+    /// `sin(x)` or `cos(x)` for `|x| ≤ TRIG_MAX` (other lanes: garbage or NaN that
+    /// [`Emitter::trig_fallback`] replaces), computed in f64 for both lane types: f32
+    /// arguments are widened, which makes a two-part reduction exact and leaves the f32
+    /// result one rounding from the f64 one.
+    fn sin_cos(&mut self, x: Value, cos: bool) -> Value {
+        let terms = self.k;
+        if self.k.lane == types::F64 {
+            return self.sin_cos64(x, cos, terms);
+        }
+        let saved = (self.ty, self.int_ty, self.k);
+        self.k = &F64_CONSTS;
+        let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+        let y = if self.ty.is_vector() {
+            (self.ty, self.int_ty) = (types::F64X2, types::I64X2);
+            // Lanes 0–1 and 2–3 widened separately, narrowed and put back together.
+            let lo = self.b.ins().fvpromote_low(x);
+            let xi = self.b.ins().bitcast(types::I64X2, flags, x);
+            let upper = self.b.ins().extractlane(xi, 1);
+            let upper = self.b.ins().scalar_to_vector(types::I64X2, upper);
+            let upper = self.b.ins().bitcast(types::F32X4, flags, upper);
+            let hi = self.b.ins().fvpromote_low(upper);
+            let ylo = self.sin_cos64(lo, cos, terms);
+            let yhi = self.sin_cos64(hi, cos, terms);
+            let nlo = self.b.ins().fvdemote(ylo);
+            let nhi = self.b.ins().fvdemote(yhi);
+            let nlo = self.b.ins().bitcast(types::I64X2, flags, nlo);
+            let nhi = self.b.ins().bitcast(types::I64X2, flags, nhi);
+            let upper = self.b.ins().extractlane(nhi, 0);
+            let both = self.b.ins().insertlane(nlo, upper, 1);
+            self.b.ins().bitcast(types::F32X4, flags, both)
+        } else {
+            (self.ty, self.int_ty) = (types::F64, types::I64);
+            let xd = self.b.ins().fpromote(types::F64, x);
+            let yd = self.sin_cos64(xd, cos, terms);
+            self.b.ins().fdemote(types::F32, yd)
+        };
+        (self.ty, self.int_ty, self.k) = saved;
+        y
+    }
+
+    /// [`Emitter::sin_cos`] on f64 operands, with the polynomials of `terms`.
+    ///
+    /// `x = n·π/2 + r + r_lo` with `n = round(x·2/π)`: `x − n·PIO2[0]` is exact (Sterbenz)
+    /// and the next two parts are subtracted exactly (TwoSum), so `r + r_lo` carries about
+    /// 100 bits of the reduced argument however close `x` is to a multiple of π/2. Both
+    /// `sin(r + r_lo)` and `cos(r + r_lo)` are evaluated, and `n mod 4` picks one and its sign.
+    fn sin_cos64(&mut self, x: Value, cos: bool, terms: &'static Consts) -> Value {
+        let k = self.k;
+        let two_over_pi = self.f(TWO_OVER_PI);
+        let magic = self.f(k.magic);
+        let t = self.mla(x, two_over_pi, magic);
+        let n = self.sub(t, magic);
+        let a = self.mla_k(n, -PIO2[0], x);
+        let p2 = self.mul_k(n, -PIO2[1]);
+        let (s1, e1) = self.two_sum(a, p2);
+        let p3 = self.mul_k(n, -PIO2[2]);
+        let (s2, e2) = self.two_sum(s1, p3);
+        let lo = self.add(e1, e2);
+        let lo = self.mla_k(n, -PIO2[3], lo);
+        let (r, r_lo) = self.two_sum(s2, lo);
+        let z = self.mul(r, r);
+        let hz = self.mul_k(z, 0.5);
+        // sin(r + r_lo) = r + (r·z·S(z) + r_lo·(1 − z/2)).
+        let sp = self.poly(z, terms.sin_p);
+        let zs = self.mul(z, sp);
+        let rzs = self.mul(r, zs);
+        let lhz = self.mul(r_lo, hz);
+        let tail = self.sub(r_lo, lhz);
+        let tail = self.add(tail, rzs);
+        let sin = self.add(r, tail);
+        // cos(r + r_lo) = w + (((1 − w) − z/2) + (z²·C(z) − r·r_lo)) with w = 1 − z/2 rounded.
+        let cp = self.poly(z, terms.cos_p);
+        let z2 = self.mul(z, z);
+        let rl = self.mul(r, r_lo);
+        let nrl = self.neg(rl);
+        let small = self.mla(z2, cp, nrl);
+        let one = self.f(1.0);
+        let w = self.sub(one, hz);
+        let back = self.sub(one, w);
+        let back = self.sub(back, hz);
+        let corr = self.add(back, small);
+        let cosv = self.add(w, corr);
+        // Quadrant: the low bits of t are n; cos(x) = sin(x + π/2).
+        let q = self.int_bits(t);
+        let q = if cos {
+            let one_i = self.i(1);
+            self.b.ins().iadd(q, one_i)
+        } else {
+            q
+        };
+        let one_i = self.i(1);
+        let odd = self.b.ins().band(q, one_i);
+        let zero_i = self.i(0);
+        let odd = Mask(self.b.ins().icmp(IntCC::NotEqual, odd, zero_i));
+        let v = self.sel(odd, cosv, sin);
+        let two_i = self.i(2);
+        let half_turn = self.b.ins().band(q, two_i);
+        let sign = self.b.ins().ishl_imm_u(half_turn, 62);
+        let vb = self.int_bits(v);
+        let vb = self.b.ins().bxor(vb, sign);
+        let v = self.float_from_bits(vb);
+        // Tiny arguments, ±0 and subnormals: sin x = x, cos x = 1, as rounded.
+        let ax = self.abs(x);
+        let (tiny, small_value) = if cos { (COS_TINY, one) } else { (SIN_TINY, x) };
+        let tiny = self.f(tiny);
+        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, small_value, v)
+    }
+
+    /// `y` with the lanes whose `|x|` exceeds `TRIG_MAX` replaced by `fallback(x)`, called per
+    /// lane in a block that runs only for vectors that have such a lane. Leaves the builder
+    /// in a new block, where the result is a block parameter.
+    fn trig_fallback(&mut self, x: Value, y: Value, fallback: FuncRef) -> Value {
+        let ax = self.abs(x);
+        let max = self.f(TRIG_MAX);
+        let big = self.cmp(FloatCC::GreaterThan, ax, max);
+        let any = if self.ty.is_vector() { self.b.ins().vany_true(big.0) } else { big.0 };
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, self.ty);
+        self.b.ins().brif(any, slow, &[], merge, &[y.into()]);
+        self.b.switch_to_block(slow);
+        self.b.seal_block(slow);
+        let fixed = if self.ty.is_vector() {
+            let mut called = y;
+            for lane in 0..self.ty.lane_count() as u8 {
+                let xl = self.b.ins().extractlane(x, lane);
+                let call = self.b.ins().call(fallback, &[xl]);
+                let r = self.b.inst_results(call)[0];
+                called = self.b.ins().insertlane(called, r, lane);
+            }
+            self.sel(big, called, y)
+        } else {
+            let call = self.b.ins().call(fallback, &[x]);
+            self.b.inst_results(call)[0]
+        };
+        self.b.ins().jump(merge, &[fixed.into()]);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        result
     }
 }
 

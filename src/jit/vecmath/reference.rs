@@ -321,3 +321,94 @@ pub fn tanh(x: f64) -> Scaled {
     let t = ev.neg().div(ev.add(Dd::new(2.0)));
     Scaled::from_dd(t.mul_f(sign))
 }
+
+/// Hyperbolic sine for finite `x` with `|x| ≤ 711`.
+pub fn sinh(x: f64) -> Scaled {
+    let a = x.abs();
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    if a < 0.5 {
+        // Taylor series: x + x³/3! + … (terms fall by more than 24 each step).
+        let x = Dd::new(a);
+        let x2 = x.mul(x);
+        let mut term = x;
+        let mut sum = x;
+        for k in 1..=20 {
+            term = term.mul(x2).div_f(f64::from((2 * k) * (2 * k + 1)));
+            sum = sum.add(term);
+        }
+        return Scaled::from_dd(sum.mul_f(sign));
+    }
+    let e = exp(a);
+    if a > 40.0 {
+        // e^−|x| is below 2^-115 of the result.
+        return Scaled { m: e.m.mul_f(sign), e: e.e - 1 };
+    }
+    Scaled::from_dd(exp_dd(a).sub(exp_dd(-a)).mul_f(0.5 * sign))
+}
+
+/// Hyperbolic cosine for finite `x` with `|x| ≤ 711`.
+pub fn cosh(x: f64) -> Scaled {
+    let a = x.abs();
+    let e = exp(a);
+    if a > 40.0 {
+        return Scaled { m: e.m, e: e.e - 1 };
+    }
+    Scaled::from_dd(exp_dd(a).add(exp_dd(-a)).mul_f(0.5))
+}
+
+/// `π/2` as four doubles (error below 2^-215).
+const PIO2: [f64; 4] =
+    [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17, -1.4973849048591698e-33, 5.562271104316826e-50];
+
+/// `x = n·π/2 + r` with `|r| ≲ π/4`, for finite `|x| ≤ 2^40`: `x − fl(n·PIO2[0])` is exact, and
+/// the rest is summed in double-double at magnitudes below `ulp(x)`, so `r` keeps ~100 bits
+/// however close `x` is to a multiple of π/2.
+fn reduce_pio2(x: f64) -> (Dd, i64) {
+    let n = (x * std::f64::consts::FRAC_2_PI).round();
+    let p0 = two_prod(n, PIO2[0]);
+    let mut r = Dd::new(x - p0.hi);
+    r = r.sub(Dd::new(p0.lo));
+    for part in &PIO2[1..] {
+        let p = two_prod(n, *part);
+        r = r.sub(Dd::new(p.hi)).sub(Dd::new(p.lo));
+    }
+    (r, n as i64)
+}
+
+/// `sin(r)` and `cos(r)` for a double-double `|r| ≤ 0.8`, by their Taylor series.
+fn sin_cos_small(r: Dd) -> (Dd, Dd) {
+    let r2 = r.mul(r);
+    let (mut s_term, mut s) = (r, r);
+    let (mut c_term, mut c) = (Dd::new(1.0), Dd::new(1.0));
+    for k in 1..=20 {
+        s_term = s_term.mul(r2).div_f(-f64::from((2 * k) * (2 * k + 1)));
+        s = s.add(s_term);
+        c_term = c_term.mul(r2).div_f(-f64::from((2 * k - 1) * (2 * k)));
+        c = c.add(c_term);
+    }
+    (s, c)
+}
+
+/// Sine for finite nonzero `x` with `|x| ≤ 2^40`.
+pub fn sin(x: f64) -> Scaled {
+    let (r, n) = reduce_pio2(x);
+    let (s, c) = sin_cos_small(r);
+    Scaled::from_dd(match n.rem_euclid(4) {
+        0 => s,
+        1 => c,
+        2 => s.neg(),
+        _ => c.neg(),
+    })
+}
+
+/// Cosine for finite `x` with `|x| ≤ 2^40`.
+pub fn cos(x: f64) -> Scaled {
+    let (r, n) = reduce_pio2(x);
+    let (s, c) = sin_cos_small(r);
+    Scaled::from_dd(match n.rem_euclid(4) {
+        0 => c,
+        1 => s.neg(),
+        2 => c.neg(),
+        _ => s,
+    })
+}

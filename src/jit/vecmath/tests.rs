@@ -30,10 +30,10 @@ fn long_run() -> bool {
 }
 
 fn is_base(func: Func) -> bool {
-    matches!(func, Func::Exp | Func::Log | Func::Log1p | Func::Expm1)
+    matches!(func, Func::Exp | Func::Log | Func::Log1p | Func::Expm1 | Func::Sin | Func::Cos)
 }
 
-/// Ulp bound for the four elementary functions.
+/// Ulp bound for the elementary functions (exp, log, log1p, expm1, sin, cos).
 const MAX_ULP: f64 = 1.0;
 
 fn max_bits(is_f32: bool) -> f64 {
@@ -100,6 +100,10 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
         (Func::LogSigmoid, false) => (-60.0, 750.0),
         (Func::Tanh, true) => (-10.0, 10.0),
         (Func::Tanh, false) => (-20.0, 20.0),
+        (Func::Sinh | Func::Cosh, true) => (-90.0, 90.0),
+        (Func::Sinh | Func::Cosh, false) => (-711.0, 711.0),
+        // Half beyond 10^6, where a vector calls libm for its large lanes.
+        (Func::Sin | Func::Cos, _) => (-2.0e6, 2.0e6),
     }
 }
 
@@ -111,6 +115,8 @@ fn focus(func: Func) -> (f64, f64) {
         Func::Log1p => (-0.75, 2.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
         Func::Tanh => (-5.0, 5.0),
+        Func::Sinh | Func::Cosh => (-3.0, 3.0),
+        Func::Sin | Func::Cos => (-10.0, 10.0),
     }
 }
 
@@ -198,6 +204,10 @@ fn ref32(func: Func, x: f32) -> f64 {
         // Written as −(l − min(x, 0)) so the sign of a zero result is that of the exact value.
         Func::LogSigmoid => -((-x.abs()).exp().ln_1p() - x.min(0.0)),
         Func::Tanh => x.tanh(),
+        Func::Sinh => x.sinh(),
+        Func::Cosh => x.cosh(),
+        Func::Sin => x.sin(),
+        Func::Cos => x.cos(),
     }
 }
 
@@ -283,6 +293,39 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Err(x)
             } else {
                 Ok(r::tanh(x.clamp(-30.0, 30.0)))
+            }
+        }
+        Func::Sinh => {
+            if x == 0.0 || x.is_infinite() {
+                Err(x)
+            } else if x.abs() > 711.0 {
+                Err(x.signum() * f64::INFINITY)
+            } else {
+                Ok(r::sinh(x))
+            }
+        }
+        Func::Cosh => {
+            if x.abs() > 711.0 {
+                Err(f64::INFINITY)
+            } else {
+                Ok(r::cosh(x))
+            }
+        }
+        Func::Sin | Func::Cos => {
+            if x.is_infinite() {
+                Err(f64::NAN)
+            } else if x.abs() > 1.0e12 {
+                // Beyond the reference's reduction (only f64::MAX and MIN among the samples):
+                // the kernels call libm there, which is its own reference.
+                Err(if func == Func::Sin { x.sin() } else { x.cos() })
+            } else if func == Func::Sin {
+                if x == 0.0 {
+                    Err(x)
+                } else {
+                    Ok(r::sin(x))
+                }
+            } else {
+                Ok(r::cos(x))
             }
         }
     }
@@ -449,8 +492,15 @@ fn features_and_no_libcalls() {
             for width in [Width::Scalar, Width::Vector] {
                 let k32 = Kernel::<f32>::new(func, width, target).expect("compile f32");
                 let k64 = Kernel::<f64>::new(func, width, target).expect("compile f64");
-                assert_eq!(k32.relocs(), 0, "{} f32 {width:?} {target:?}", func.name());
-                assert_eq!(k64.relocs(), 0, "{} f64 {width:?} {target:?}", func.name());
+                // The only calls are sin's and cos's libm fallback, once per lane in the
+                // vector body's cold block and once in the scalar tail.
+                let calls = |lanes: usize| match (func.fallback(), width) {
+                    (None, _) => 0,
+                    (Some(_), Width::Scalar) => 1,
+                    (Some(_), Width::Vector) => lanes + 1,
+                };
+                assert_eq!(k32.relocs(), calls(4), "{} f32 {width:?} {target:?}", func.name());
+                assert_eq!(k64.relocs(), calls(2), "{} f64 {width:?} {target:?}", func.name());
             }
         }
     }
@@ -538,6 +588,35 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
             (min_sub, min_sub),
             (-min_sub, -min_sub),
         ]),
+        Func::Sinh => {
+            let over = if is_f32 { 89.5 } else { 710.5 };
+            t.extend([
+                (0.0, 0.0),
+                (-0.0, -0.0),
+                (inf, inf),
+                (-inf, -inf),
+                (over, inf),
+                (-over, -inf),
+                (1000.0, inf),
+                (min_sub, min_sub),
+                (-min_sub, -min_sub),
+                (min_norm, min_norm),
+            ]);
+        }
+        Func::Cosh => {
+            let over = if is_f32 { 89.5 } else { 710.5 };
+            t.extend([(0.0, 1.0), (-0.0, 1.0), (inf, inf), (-inf, inf), (over, inf), (-1000.0, inf), (min_sub, 1.0)]);
+        }
+        Func::Sin => t.extend([
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (inf, nan),
+            (-inf, nan),
+            (min_sub, min_sub),
+            (-min_sub, -min_sub),
+            (min_norm, min_norm),
+        ]),
+        Func::Cos => t.extend([(0.0, 1.0), (-0.0, 1.0), (inf, nan), (-inf, nan), (min_sub, 1.0), (-min_norm, 1.0)]),
     }
     t
 }
@@ -626,7 +705,9 @@ fn f32_sampled() {
 #[test]
 fn reference_rates_libm() {
     let mut report = String::new();
-    for (fi, func) in [Func::Exp, Func::Log, Func::Log1p, Func::Expm1, Func::Tanh].into_iter().enumerate() {
+    let funcs =
+        [Func::Exp, Func::Log, Func::Log1p, Func::Expm1, Func::Tanh, Func::Sinh, Func::Cosh, Func::Sin, Func::Cos];
+    for (fi, func) in funcs.into_iter().enumerate() {
         let xs = samples64(func, 100_000, 0xabc0 + fi as u64);
         let mut st = Stats::default();
         for &x in &xs {
@@ -635,6 +716,10 @@ fn reference_rates_libm() {
                 Func::Log => x.ln(),
                 Func::Log1p => x.ln_1p(),
                 Func::Expm1 => x.exp_m1(),
+                Func::Sinh => x.sinh(),
+                Func::Cosh => x.cosh(),
+                Func::Sin => x.sin(),
+                Func::Cos => x.cos(),
                 _ => x.tanh(),
             };
             st.add(x, err64(y, ref64(func, x)));
@@ -642,8 +727,9 @@ fn reference_rates_libm() {
         let lab = format!("std f64 {}", func.name());
         writeln!(report, "{}", st.row(&lab)).ok();
         // glibc documents up to 2 ulp for tanh (confirmed with mpmath at x = 0.2525696855776802,
-        // where glibc is 2.036 ulp off), so only the other four are held to 1 ulp.
-        let bound = if func == Func::Tanh { 3.0 } else { 1.0 };
+        // where glibc is 2.036 ulp off), and 2 for sinh and cosh, so only exp, log, log1p,
+        // expm1, sin and cos are held to 1 ulp.
+        let bound = if matches!(func, Func::Tanh | Func::Sinh | Func::Cosh) { 3.0 } else { 1.0 };
         assert!(st.max_ulp < bound, "{}", st.row(&lab));
     }
     println!("{report}");
