@@ -589,13 +589,14 @@ fn kernel_rewrites_of_selects_are_exact() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Inline `sin`, `cos`, `sinh` and `cosh` (`tanh` and `cosh` differentiate to them): both kernel tiers give the kernel interpreter's
+/// Inline `sin`, `cos`, `sinh`, `cosh` (`tanh` and `cosh` differentiate to them) and `pow`
+/// (f32; libm per lane in f64): both kernel tiers give the kernel interpreter's
 /// bits on arguments around every case of the code (tiny, the reduction's quadrants, the
 /// 10^6 limit beyond which a vector calls libm for its large lanes, overflow of the
 /// hyperbolic functions, specials), with small and large lanes mixed in one vector; and
 /// beyond 10^6 `sin` and `cos` are libm's, which is what the exact interpreter computes.
 #[test]
-fn trigonometric_and_hyperbolic_kernels_match_bit_for_bit() {
+fn trigonometric_hyperbolic_and_pow_kernels_match_bit_for_bit() {
     let args = [
         0.3,
         -0.0,
@@ -627,7 +628,9 @@ fn trigonometric_and_hyperbolic_kernels_match_bit_for_bit() {
     let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let opts = EvalOptions { reduce: Some(ReduceMode::None), grad: true, hess: true, upstream: None };
     let mut failures = Vec::new();
-    for f in ["sin(p)*y", "cos(p) + y", "tanh(p)*y", "cosh(p) - y", "sin(p)*cos(y)"] {
+    let formulas =
+        ["sin(p)*y", "cos(p) + y", "tanh(p)*y", "cosh(p) - y", "sin(p)*cos(y)", "p^y", "y^p", "p^3 + p^-0.5"];
+    for f in formulas {
         let src = format!("pred p\ntarget y\n{f}");
         for dtype in [Dtype::F64, Dtype::F32] {
             let prog = compile(&src, &options(dtype, Vec::new(), true)).expect("compiles");
