@@ -895,10 +895,57 @@ impl<'a> Translator<'a> {
     }
 
     fn element_body(&mut self, needed: &[bool], roots: &Roots, at: At, acc: &[Variable]) {
-        let g = self.g;
         let mut vals: HashMap<NodeId, Value> = HashMap::new();
         let mut masks: HashMap<NodeId, Value> = HashMap::new();
-        for (i, need) in needed.iter().enumerate() {
+        let split = if at.vector && !self.quick { finite_split(self.g, roots, self.layout, needed) } else { None };
+        let Some(split) = split else {
+            self.emit_nodes(needed, at, &[], &mut vals, &mut masks);
+            self.finish_element(roots, at, acc, &vals);
+            return;
+        };
+        // The finiteness tests first; when every lane passes every one (almost always), the
+        // body without their other branches, else the whole body. Both compute the same bits.
+        self.emit_nodes(&split.prefix, at, &[], &mut vals, &mut masks);
+        let mut all = None;
+        for c in &split.tests {
+            let m = masks.get(c).copied().unwrap_or_else(|| self.nonzero(vals[c]));
+            all = Some(match all {
+                Some(a) => self.b.ins().band(a, m),
+                None => m,
+            });
+        }
+        let Some(all) = all else { return };
+        let pass = self.b.ins().vall_true(all);
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let join = self.b.create_block();
+        self.b.ins().brif(pass, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+        self.b.seal_block(slow);
+        for (block, which, assumed) in [(fast, &split.fast, &split.tests[..]), (slow, &split.slow, &[][..])] {
+            self.b.switch_to_block(block);
+            let (mut vals, mut masks) = (vals.clone(), masks.clone());
+            self.emit_nodes(which, at, assumed, &mut vals, &mut masks);
+            self.finish_element(roots, at, acc, &vals);
+            self.b.ins().jump(join, &[]);
+        }
+        self.b.switch_to_block(join);
+        self.b.seal_block(join);
+    }
+
+    /// Emits the nodes marked in `which` (in index order, into `vals` and `masks`), taking
+    /// the conditions in `assumed` as true in every lane: a `where` on one is its first
+    /// branch.
+    fn emit_nodes(
+        &mut self,
+        which: &[bool],
+        at: At,
+        assumed: &[NodeId],
+        vals: &mut HashMap<NodeId, Value>,
+        masks: &mut HashMap<NodeId, Value>,
+    ) {
+        let g = self.g;
+        for (i, need) in which.iter().enumerate() {
             if !need {
                 continue;
             }
@@ -912,13 +959,18 @@ impl<'a> Translator<'a> {
             let v = match node.op {
                 Op::Input(n) => self.load(n as usize, at),
                 Op::Seed => self.load(self.layout.seed_slot(), at),
+                Op::Where if assumed.contains(&node.args[0]) => vals[&node.args[1]],
                 op => {
                     let args: Vec<Value> = node.children().iter().map(|c| vals[c]).collect();
-                    self.node_op(op, node.children(), &args, &mut masks, id)
+                    self.node_op(op, node.children(), &args, masks, id)
                 }
             };
             vals.insert(id, v);
         }
+    }
+
+    /// Accumulates W·l and stores the outputs of one element (vector) of the body.
+    fn finish_element(&mut self, roots: &Roots, at: At, acc: &[Variable], vals: &HashMap<NodeId, Value>) {
         let wl = vals[&roots.wl];
         self.accumulate(acc, wl);
         for (k, (node, _, _)) in self.layout.stores.iter().enumerate() {
@@ -1610,6 +1662,70 @@ pub(crate) fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Ve
         }
     }
     reach
+}
+
+/// An element body split on its finiteness tests (see [`finite_split`]).
+pub(crate) struct FiniteSplit {
+    /// The tests `|x| < inf` (or `x < inf`) that select between a formula and its overflow
+    /// fallback, taken as true on the fast path.
+    pub tests: Vec<NodeId>,
+    /// Nodes computed before the branch: the tests and what they are computed from.
+    pub prefix: Vec<bool>,
+    /// Nodes the fast path computes after the branch.
+    pub fast: Vec<bool>,
+    /// Nodes the slow path (the whole body) computes after the branch.
+    pub slow: Vec<bool>,
+}
+
+/// Fewest nodes the fast path must skip for a split to pay for its test and branch.
+const SPLIT_SAVES: usize = 3;
+
+/// A test that only infinities and NaN fail: `x < +inf` (stability rules write
+/// `abs(x) < inf`), the condition of the overflow fallbacks of rules S36 and S21.
+fn is_finiteness_test(g: &Graph, id: NodeId) -> bool {
+    let node = g.node(id);
+    node.op == Op::Lt && g.constant(node.args[1]) == Some(f64::INFINITY)
+}
+
+/// Splits an element body whose selects on finiteness tests keep costly fallbacks (an
+/// operand that overflowed, computed another way): with every lane finite, which is almost
+/// always, the fast path computes none of the fallbacks. `None` when there is no such select
+/// or the fallbacks cost fewer than [`SPLIT_SAVES`] nodes.
+pub(crate) fn finite_split(g: &Graph, roots: &Roots, layout: &Layout, needed: &[bool]) -> Option<FiniteSplit> {
+    // Reach from the roots, following only the first branch of selects on finiteness tests:
+    // the tests met on the way are the ones the fast path assumes.
+    let mut fast = vec![false; g.len()];
+    fast[roots.wl.index()] = true;
+    for s in &layout.stores {
+        fast[s.0.index()] = true;
+    }
+    let mut tests = Vec::new();
+    for i in (0..g.len()).rev() {
+        if !fast[i] {
+            continue;
+        }
+        let node = g.node(NodeId(i as u32));
+        if node.op == Op::Where && is_finiteness_test(g, node.args[0]) {
+            if !tests.contains(&node.args[0]) {
+                tests.push(node.args[0]);
+            }
+            fast[node.args[1].index()] = true;
+            continue;
+        }
+        for c in node.children() {
+            fast[c.index()] = true;
+        }
+    }
+    if tests.is_empty() {
+        return None;
+    }
+    let prefix = reachable(g, tests.iter().copied());
+    let skipped = (0..g.len()).filter(|&i| needed[i] && !fast[i] && !prefix[i]).count();
+    if skipped < SPLIT_SAVES {
+        return None;
+    }
+    let after = |set: &[bool]| set.iter().zip(&prefix).map(|(n, p)| *n && !p).collect::<Vec<bool>>();
+    Some(FiniteSplit { fast: after(&fast), slow: after(needed), tests, prefix })
 }
 
 /// Most values the gradient and the loss share for an element kernel to be unrolled.
