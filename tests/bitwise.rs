@@ -601,14 +601,15 @@ fn kernel_rewrites_of_selects_are_exact() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Inline `sin`, `cos`, `sinh`, `cosh` (`tanh` and `cosh` differentiate to them) and `pow`
-/// (f32; libm per lane in f64), and kernels split on finiteness tests: both kernel tiers give the kernel interpreter's
+/// Inline `sin`, `cos`, `sinh`, `cosh` (`tanh` and `cosh` differentiate to them), `pow` by
+/// constants and by data (libm per lane), and kernels split on finiteness tests: both kernel
+/// tiers give the kernel interpreter's
 /// bits on arguments around every case of the code (tiny, the reduction's quadrants, the
 /// 10^6 limit beyond which a vector calls libm for its large lanes, overflow of the
 /// hyperbolic functions, specials), with small and large lanes mixed in one vector; and
 /// beyond 10^6 `sin` and `cos` are libm's, which is what the exact interpreter computes.
 #[test]
-fn trigonometric_hyperbolic_and_pow_kernels_match_bit_for_bit() {
+fn trigonometric_and_hyperbolic_kernels_match_bit_for_bit() {
     let args = [
         0.3,
         -0.0,

@@ -512,3 +512,66 @@ fn called_and_inlined_math_compute_the_same_bits() {
         }
     }
 }
+
+/// Powers by small integer and half-integer constants are spelled out in the kernels (products,
+/// a reciprocal, a square root): libm's special values exactly (signed zeros, infinities,
+/// NaN for negative bases of half-integer powers) and its other values within 3 ulps, in
+/// both dtypes, for every exponent that takes that path.
+#[test]
+fn constant_powers_match_libm() {
+    let xs = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        2.0,
+        -2.0,
+        0.3,
+        -0.7,
+        7.5,
+        1e-30,
+        1e30,
+        3e38,
+        1e-42,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    let mut failures = Vec::new();
+    for c in [-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 1.5, 2.5, 3.0] {
+        let src = format!("pred p\np^({c})");
+        for dtype in [Dtype::F64, Dtype::F32] {
+            let options = CompileOptions { dtype, params: Vec::new(), hessian: false, stabilize: true };
+            let prog = compile(&src, &options).expect("compiles");
+            let jit = JitLoss::new(prog).expect("kernels");
+            let data = [("p", &Array::vector(xs.to_vec()))];
+            let opts = EvalOptions { reduce: Some(ReduceMode::None), grad: false, hess: false, upstream: None };
+            let _ = jit.evaluate(&data, &opts);
+            jit.optimize_now().expect("optimized kernels");
+            let got = jit.evaluate(&data, &opts).expect("evaluates");
+            let LossValue::PerItem(got) = got.loss else { panic!("one value per item") };
+            for (&x, &g) in xs.iter().zip(&got) {
+                let (want, ulp) = match dtype {
+                    Dtype::F64 => {
+                        let w = x.powf(c);
+                        (w, f64::EPSILON * w.abs())
+                    }
+                    Dtype::F32 => {
+                        let w = f64::from((x as f32).powf(c as f32));
+                        (w, f64::from(f32::EPSILON) * w.abs())
+                    }
+                };
+                let special = !want.is_finite() || want == 0.0 || g.is_nan();
+                let ok = if special {
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan())
+                } else {
+                    (g - want).abs() <= 3.0 * ulp.max(f64::MIN_POSITIVE)
+                };
+                if !ok {
+                    failures.push(format!("{dtype:?} {x:e}^{c}: jit {g:e}, libm {want:e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -192,8 +192,6 @@ pub(crate) struct ScalarFns {
     pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
     /// One function per f64 routine, likewise.
     pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
-    /// The f32 `pow`.
-    pub(crate) pow32: extern "C" fn(f32, f32) -> f32,
 }
 
 impl ScalarFns {
@@ -201,9 +199,8 @@ impl ScalarFns {
     ///
     /// The caller passes addresses from `mathlib::address` for `types::F32` and `types::F64`
     /// only: functions of one parameter and one result of that type in the host's default
-    /// calling convention (the C one), whose module is never freed; `pow32` likewise, of two
-    /// f32 parameters.
-    pub(crate) fn new(f32s: &[usize], f64s: &[usize], pow32: usize) -> ScalarFns {
+    /// calling convention (the C one), whose module is never freed.
+    pub(crate) fn new(f32s: &[usize], f64s: &[usize]) -> ScalarFns {
         let f32 = f32s
             .iter()
             // SAFETY: see the function docs: the signature is `extern "C" fn(f32) -> f32`
@@ -215,8 +212,6 @@ impl ScalarFns {
             // SAFETY: as above, with f64.
             .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(*a as *const u8) })
             .collect();
-        // SAFETY: as above, with two f32 parameters.
-        let pow32 = unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32, f32) -> f32>(pow32 as *const u8) };
-        ScalarFns { f32, f64, pow32 }
+        ScalarFns { f32, f64 }
     }
 }

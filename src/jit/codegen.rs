@@ -282,8 +282,8 @@ struct Translator<'a> {
     quick: bool,
     /// The calling convention of calls into [`mathlib`].
     call_conv: CallConv,
-    /// Signatures `fn(T, …) -> T` imported for those calls, by `T` and arity.
-    math_sigs: HashMap<(Type, usize), SigRef>,
+    /// Signatures `fn(T) -> T` imported for those calls, by `T`.
+    math_sigs: HashMap<Type, SigRef>,
     /// The entry-block constants, once the entry block exists.
     pool: Option<ConstPool>,
 }
@@ -501,36 +501,28 @@ impl<'a> Translator<'a> {
     }
 
     fn math(&mut self, f: MathFunc, x: Value) -> Value {
-        self.math_n(f, &[x])
-    }
-
-    /// `f(args)`: a call into `mathlib` in the quick tier, inline code in the optimized one.
-    fn math_n(&mut self, f: MathFunc, args: &[Value]) -> Value {
-        let x = args[0];
         if self.quick {
             let ty = self.b.func.dfg.value_type(x);
             // On an error the inline code below is the fallback.
             if let Ok(address) = mathlib::address(f, ty) {
-                let sig = match self.math_sigs.get(&(ty, args.len())) {
+                let sig = match self.math_sigs.get(&ty) {
                     Some(s) => *s,
                     None => {
                         let mut sig = Signature::new(self.call_conv);
-                        for _ in args {
-                            sig.params.push(AbiParam::new(ty));
-                        }
+                        sig.params.push(AbiParam::new(ty));
                         sig.returns.push(AbiParam::new(ty));
                         let s = self.b.import_signature(sig);
-                        self.math_sigs.insert((ty, args.len()), s);
+                        self.math_sigs.insert(ty, s);
                         s
                     }
                 };
                 let callee = self.iconst(address as i64);
-                let call = self.b.ins().call_indirect(sig, callee, args);
+                let call = self.b.ins().call_indirect(sig, callee, &[x]);
                 return self.b.inst_results(call)[0];
             }
         }
         let fallback = f.fallback().and_then(|l| self.libm_refs.get(&l).copied());
-        match emit_math(&mut self.b, self.features, f, args, self.pool.as_mut(), fallback) {
+        match emit_math(&mut self.b, self.features, f, x, self.pool.as_mut(), fallback) {
             Ok(v) => v,
             // The operand types are always f32/f64 scalars or vectors here.
             Err(_) => x,
@@ -706,14 +698,9 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// `a^b` as `math::pow`: exact products for b = 2 and 1, sqrt for 0.5, otherwise inline
-    /// `pow` for f32 and libm per lane for f64.
+    /// `a^b` as `math::pow`: exact products for b = 2 and 1, sqrt for 0.5, libm otherwise.
     fn pow(&mut self, a: Value, b: Value) -> Value {
-        let general = if self.g.dtype == Dtype::F32 {
-            self.math_n(MathFunc::Pow, &[a, b])
-        } else {
-            self.libm(Libm::Pow, &[a, b])
-        };
+        let general = self.libm(Libm::Pow, &[a, b]);
         let two = self.cst_like(2.0, a);
         let one = self.cst_like(1.0, a);
         let half = self.cst_like(0.5, a);

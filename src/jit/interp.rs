@@ -6,9 +6,8 @@
 //! with the kernels' own math routines: the `vecmath` emitters compiled once per process as
 //! scalar functions (`mathlib`, which quick-tier kernels call; vecmath's scalar and vector
 //! code compute the same bits; `sin` and `cos` call libm from inside for arguments beyond
-//! 10^6, as the kernels do; `pow` is inline for f32), the platform libm for f64 `pow`, and
-//! `math.rs` for the IEEE operations and selects (whose semantics the kernels implement). It
-//! sums in the
+//! 10^6, as the kernels do), the platform libm for non-constant `pow`, and `math.rs` for
+//! the IEEE operations and selects (whose semantics the kernels implement). It sums in the
 //! kernels' order (described above `codegen::vector_lanes`, with the lane count and the
 //! unrolling read from `codegen`): one f64 accumulator per lane, a scalar tail, fixed chunks
 //! ([`chunk_rows`]) combined with Neumaier summation, row reductions by lanes then tail.
@@ -79,8 +78,7 @@ fn scalar_fns() -> Result<&'static ScalarFns, JitError> {
     let init = || -> Result<ScalarFns, JitError> {
         let f32s = FUNCS.iter().map(|f| mathlib::address(*f, types::F32)).collect::<Result<Vec<_>, _>>()?;
         let f64s = FUNCS.iter().map(|f| mathlib::address(*f, types::F64)).collect::<Result<Vec<_>, _>>()?;
-        let pow32 = mathlib::address(MathFunc::Pow, types::F32)?;
-        Ok(ScalarFns::new(&f32s, &f64s, pow32))
+        Ok(ScalarFns::new(&f32s, &f64s))
     };
     FNS.get_or_init(init).as_ref().map_err(Clone::clone)
 }
@@ -89,25 +87,17 @@ fn scalar_fns() -> Result<&'static ScalarFns, JitError> {
 trait KernelReal: Element {
     /// `FUNCS[k](x)` as the kernels compute it.
     fn math(fns: &ScalarFns, k: usize, x: Self) -> Self;
-    /// `a^b` as the kernels compute it where `math::pow` has no exact case.
-    fn pow(fns: &ScalarFns, a: Self, b: Self) -> Self;
 }
 
 impl KernelReal for f32 {
     fn math(fns: &ScalarFns, k: usize, x: f32) -> f32 {
         (fns.f32[k])(x)
     }
-    fn pow(fns: &ScalarFns, a: f32, b: f32) -> f32 {
-        (fns.pow32)(a, b)
-    }
 }
 
 impl KernelReal for f64 {
     fn math(fns: &ScalarFns, k: usize, x: f64) -> f64 {
         (fns.f64[k])(x)
-    }
-    fn pow(_: &ScalarFns, a: f64, b: f64) -> f64 {
-        a.powf(b)
     }
 }
 
@@ -122,11 +112,6 @@ fn apply<T: KernelReal>(fns: &ScalarFns, op: Op, a: &[T]) -> T {
         Op::Xlogy if a[0] == T::ZERO && !a[1].is_nan() => T::ZERO,
         Op::Xlogy => a[0].mul(routine(MathFunc::Log, a[1])),
         Op::StopGradient | Op::StraightThrough => a[0],
-        // `math::pow`'s exact cases, then the kernels' general pow (`Translator::pow`).
-        Op::Pow if a[1] == T::from_f64(2.0) => a[0].mul(a[0]),
-        Op::Pow if a[1] == T::ONE => a[0],
-        Op::Pow if a[1] == T::from_f64(0.5) => a[0].sqrt(),
-        Op::Pow => T::pow(fns, a[0], a[1]),
         op if op.is_elementwise() => match a.len() {
             1 => math::apply_unary(op, a[0]),
             2 => math::apply_binary(op, a[0], a[1]),

@@ -59,9 +59,7 @@ fn compile(func: MathFunc, ty: Type) -> Result<usize, JitError> {
         None => None,
     };
     let mut sig = module.make_signature();
-    for _ in 0..func.arity() {
-        sig.params.push(AbiParam::new(ty));
-    }
+    sig.params.push(AbiParam::new(ty));
     sig.returns.push(AbiParam::new(ty));
     let id = module.declare_anonymous_function(&sig).map_err(JitError::module)?;
     let mut ctx = module.make_context();
@@ -74,10 +72,10 @@ fn compile(func: MathFunc, ty: Type) -> Result<usize, JitError> {
         b.append_block_params_for_function_params(block);
         b.switch_to_block(block);
         b.seal_block(block);
-        let args = b.block_params(block).to_vec();
+        let x = b.block_params(block)[0];
         let fallback = fallback.map(|id| module.declare_func_in_func(id, b.func));
-        let y = emit_math(&mut b, features, func, &args, None, fallback)
-            .map_err(|e| JitError { message: e.to_string() })?;
+        let y =
+            emit_math(&mut b, features, func, x, None, fallback).map_err(|e| JitError { message: e.to_string() })?;
         b.ins().return_(&[y]);
         b.finalize(cfg);
     }

@@ -72,6 +72,12 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
             // `math::pow`'s exact cases, decided at compile time when the exponent is constant.
             Op::Pow if out.constant(args[1]) == Some(2.0) => out.un(Op::Square, args[0]),
             Op::Pow if out.constant(args[1]) == Some(0.5) => out.un(Op::Sqrt, args[0]),
+            // Other small integer and half-integer constants: products, a reciprocal and a
+            // square root instead of `pow` per lane (see `power`).
+            Op::Pow if out.constant(args[1]).is_some_and(is_small_power) => {
+                let c = out.constant(args[1]).unwrap_or(1.0);
+                power(&mut out, args[0], c)
+            }
             Op::Gather => {
                 let k = args[1];
                 let inner = gather(&mut out, args[0], k, &mut gathers);
@@ -402,4 +408,57 @@ fn select_factored(g: &mut Graph, c: NodeId, a: NodeId, b: NodeId) -> NodeId {
         }
     }
     g.select(c, a, b)
+}
+
+/// Exponents [`power`] spells out: multiples of ½ up to 3 in magnitude, other than the ones
+/// `math::pow` and the code above treat exactly (0, ½, 1 and 2).
+fn is_small_power(c: f64) -> bool {
+    (2.0 * c).fract() == 0.0 && c.abs() <= 3.0 && ![0.0, 0.5, 1.0, 2.0].contains(&c)
+}
+
+/// `x^c` for an exponent of [`is_small_power`], within about 2 ulps of libm's `pow` and with
+/// its special values: integer powers as products of `x` (or of `1/x` for negative `c`, so
+/// that no intermediate underflows where the result does not); half-integer powers of
+/// `x′ = where(x == −inf, inf, x + 0)` (`pow(−0, ±½)` is `+0`/`+inf` and `pow(−inf, ±½)` is
+/// `+inf`/`+0`, while other negative `x` give NaN through the square root).
+fn power(g: &mut Graph, x: NodeId, c: f64) -> NodeId {
+    let half = c.fract() != 0.0;
+    let x = if half {
+        let ninf = g.cst(f64::NEG_INFINITY);
+        let inf = g.cst(f64::INFINITY);
+        let zero = g.cst(0.0);
+        let is_ninf = g.bin(Op::Eq, x, ninf);
+        let plus = g.bin(Op::Add, x, zero);
+        g.select(is_ninf, inf, plus)
+    } else {
+        x
+    };
+    let one = g.cst(1.0);
+    // |c| = n + ½·[half]: b^n with b = x or 1/x, times √x or 1/√x (not √(1/x): two roundings
+    // before the root).
+    let b = if c < 0.0 { g.bin(Op::Div, one, x) } else { x };
+    let n = c.abs().trunc() as u32;
+    let int_part = match n {
+        0 => None,
+        1 => Some(b),
+        2 => Some(g.bin(Op::Mul, b, b)),
+        _ => {
+            let sq = g.bin(Op::Mul, b, b);
+            Some(g.bin(Op::Mul, sq, b))
+        }
+    };
+    let root = half.then(|| {
+        let r = g.un(Op::Sqrt, x);
+        if c < 0.0 {
+            g.bin(Op::Div, one, r)
+        } else {
+            r
+        }
+    });
+    match (int_part, root) {
+        (Some(a), Some(r)) => g.bin(Op::Mul, a, r),
+        (Some(a), None) => a,
+        (None, Some(r)) => r,
+        (None, None) => one,
+    }
 }

@@ -23,7 +23,7 @@ use crate::jit::vecmath::{self, MathFeatures};
 pub(crate) use crate::jit::vecmath::MathFunc as Func;
 
 impl Func {
-    /// Every function of one operand (`pow`, of two, is tested on its own).
+    /// Every function.
     pub const ALL: [Func; 12] = [
         Func::Exp,
         Func::Log,
@@ -278,7 +278,7 @@ struct Emit {
 
 impl Emit {
     fn emit(&self, b: &mut FunctionBuilder, x: Value) -> Result<Value, HarnessError> {
-        vecmath::emit_math(b, self.features, self.func, &[x], None, self.fallback).map_err(math_err)
+        vecmath::emit_math(b, self.features, self.func, x, None, self.fallback).map_err(math_err)
     }
 }
 

@@ -55,7 +55,7 @@
 //! * Scalar and vector code of one type compute bit-identical results; the `fma` and non-`fma`
 //!   paths may differ in the last bit.
 //!
-//! Usage from a translator: `let y = emit_math(&mut builder, features, MathFunc::Exp, &[x], None,
+//! Usage from a translator: `let y = emit_math(&mut builder, features, MathFunc::Exp, x, None,
 //! None)?;` with `features` computed once per module by [`MathFeatures::from_isa`].
 //! Constants are emitted at the call site (Cranelift turns vector ones into RIP-relative loads),
 //! so several calls in one block simply share nothing; that costs loads, not correctness.
@@ -112,8 +112,6 @@ pub(crate) enum MathError {
     UnsupportedType(Type),
     /// The function needs a fallback ([`MathFunc::fallback`]) and none was given.
     NoFallback(MathFunc),
-    /// The number of operands is not the function's arity.
-    Arity(MathFunc),
 }
 
 impl fmt::Display for MathError {
@@ -125,7 +123,6 @@ impl fmt::Display for MathError {
             MathError::NoFallback(func) => {
                 write!(f, "inline `{}` needs its libm fallback declared", func.name())
             }
-            MathError::Arity(func) => write!(f, "inline `{}` takes {} operands", func.name(), func.arity()),
         }
     }
 }
@@ -163,10 +160,6 @@ pub(crate) enum MathFunc {
     Sin,
     /// Cosine, as `sin`.
     Cos,
-    /// `x^y` (two operands) for f32 only: `exp(y·log|x|)` in f64 and C99's special cases,
-    /// within 0.5 ulp and a hair of the correctly rounded result. f64 has no inline `pow`
-    /// (it would need a double-double logarithm); kernels call libm for it.
-    Pow,
 }
 
 impl MathFunc {
@@ -185,16 +178,6 @@ impl MathFunc {
             MathFunc::Cosh => "cosh",
             MathFunc::Sin => "sin",
             MathFunc::Cos => "cos",
-            MathFunc::Pow => "pow",
-        }
-    }
-
-    /// Number of operands.
-    pub(crate) fn arity(self) -> usize {
-        if self == MathFunc::Pow {
-            2
-        } else {
-            1
         }
     }
 
@@ -210,38 +193,30 @@ impl MathFunc {
     }
 }
 
-/// Emits `func(args)` at the current insertion point of `b` and returns the result, of the
-/// type of the operands (`args` has [`MathFunc::arity`] values of one type); constants come
-/// from `pool` when one is given (see [`ConstPool`]), and `fallback` (the function
-/// [`MathFunc::fallback`] names, declared for the lane type) is called for the arguments that
-/// need it. Functions with a fallback leave the builder in a new block (see the module docs).
+/// Emits `func(x)` at the current insertion point of `b` and returns the result, of the type
+/// of `x`; constants come from `pool` when one is given (see [`ConstPool`]), and `fallback`
+/// (the function [`MathFunc::fallback`] names, declared for the lane type) is called for the
+/// arguments that need it. Functions with a fallback leave the builder in a new block (see
+/// the module docs).
 ///
 /// # Errors
 ///
-/// [`MathError::UnsupportedType`] if the operands are not `f32`, `f64`, `f32x4` or `f64x2`
-/// (`f32` or `f32x4` for `pow`), [`MathError::Arity`] for a wrong number of operands, and
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`, and
 /// [`MathError::NoFallback`] if `func` needs a fallback and `fallback` is `None`; nothing is
 /// emitted then.
 pub(crate) fn emit_math(
     b: &mut FunctionBuilder,
     features: MathFeatures,
     func: MathFunc,
-    args: &[Value],
+    x: Value,
     pool: Option<&mut ConstPool>,
     fallback: Option<FuncRef>,
 ) -> Result<Value, MathError> {
-    if args.len() != func.arity() {
-        return Err(MathError::Arity(func));
-    }
     let fallback = match (func.fallback(), fallback) {
         (Some(_), None) => return Err(MathError::NoFallback(func)),
         (_, f) => f,
     };
-    let x = args[0];
     let mut em = Emitter::new(b, features, x)?;
-    if func == MathFunc::Pow && em.k.lane != types::F32 {
-        return Err(MathError::UnsupportedType(em.ty));
-    }
     em.pool = pool;
     Ok(match func {
         MathFunc::Exp => em.exp(x),
@@ -261,7 +236,6 @@ pub(crate) fn emit_math(
                 None => y,
             }
         }
-        MathFunc::Pow => em.pow32(x, args[1]),
     })
 }
 
@@ -1062,34 +1036,23 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// result one rounding from the f64 one.
     fn sin_cos(&mut self, x: Value, cos: bool) -> Value {
         let terms = self.k;
-        self.in_f64(&[x], |em, a| em.sin_cos64(a[0], cos, terms))
-    }
-
-    /// `f` applied to `args` in f64 arithmetic: directly for f64 operands; f32 operands are
-    /// widened (a vector's lanes 0–1 and 2–3 separately, as two `f64x2`), and the results
-    /// narrowed (one rounding) and put back together. `f` runs with the f64 constants and
-    /// types in `self`.
-    fn in_f64(&mut self, args: &[Value], mut f: impl FnMut(&mut Self, &[Value]) -> Value) -> Value {
         if self.k.lane == types::F64 {
-            return f(self, args);
+            return self.sin_cos64(x, cos, terms);
         }
         let saved = (self.ty, self.int_ty, self.k);
         self.k = &F64_CONSTS;
         let flags = MemFlagsData::new().with_endianness(Endianness::Little);
         let y = if self.ty.is_vector() {
             (self.ty, self.int_ty) = (types::F64X2, types::I64X2);
-            let mut lows = Vec::with_capacity(args.len());
-            let mut highs = Vec::with_capacity(args.len());
-            for &x in args {
-                lows.push(self.b.ins().fvpromote_low(x));
-                let xi = self.b.ins().bitcast(types::I64X2, flags, x);
-                let upper = self.b.ins().extractlane(xi, 1);
-                let upper = self.b.ins().scalar_to_vector(types::I64X2, upper);
-                let upper = self.b.ins().bitcast(types::F32X4, flags, upper);
-                highs.push(self.b.ins().fvpromote_low(upper));
-            }
-            let ylo = f(self, &lows);
-            let yhi = f(self, &highs);
+            // Lanes 0–1 and 2–3 widened separately, narrowed and put back together.
+            let lo = self.b.ins().fvpromote_low(x);
+            let xi = self.b.ins().bitcast(types::I64X2, flags, x);
+            let upper = self.b.ins().extractlane(xi, 1);
+            let upper = self.b.ins().scalar_to_vector(types::I64X2, upper);
+            let upper = self.b.ins().bitcast(types::F32X4, flags, upper);
+            let hi = self.b.ins().fvpromote_low(upper);
+            let ylo = self.sin_cos64(lo, cos, terms);
+            let yhi = self.sin_cos64(hi, cos, terms);
             let nlo = self.b.ins().fvdemote(ylo);
             let nhi = self.b.ins().fvdemote(yhi);
             let nlo = self.b.ins().bitcast(types::I64X2, flags, nlo);
@@ -1099,81 +1062,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.b.ins().bitcast(types::F32X4, flags, both)
         } else {
             (self.ty, self.int_ty) = (types::F64, types::I64);
-            let wide: Vec<Value> = args.iter().map(|&x| self.b.ins().fpromote(types::F64, x)).collect();
-            let yd = f(self, &wide);
+            let xd = self.b.ins().fpromote(types::F64, x);
+            let yd = self.sin_cos64(xd, cos, terms);
             self.b.ins().fdemote(types::F32, yd)
         };
         (self.ty, self.int_ty, self.k) = saved;
         y
-    }
-
-    // ---- pow ----
-
-    /// `x^y` for f32 operands, as `exp(y·log|x|)` in f64 (the product's relative error,
-    /// 2^-52 times |y·log|x|| ≤ 104 where the f32 result is neither 0 nor inf, stays far below
-    /// f32's), then C99's special cases: the sign for negative `x` and odd integer `y`, NaN
-    /// for negative finite `x` and non-integer `y`, and 1 for `y = ±0`, `x = 1` and
-    /// `x = −1, y = ±inf` (whatever the other operand, NaN included).
-    fn pow32(&mut self, x: Value, y: Value) -> Value {
-        self.in_f64(&[x, y], |em, a| em.pow64_for32(a[0], a[1]))
-    }
-
-    /// [`Emitter::pow32`] on widened f32 operands.
-    fn pow64_for32(&mut self, x: Value, y: Value) -> Value {
-        let k = self.k;
-        let ax = self.abs(x);
-        let l = self.log(ax);
-        let p = self.mul(y, l);
-        let r = self.exp(p);
-        // y's parity: y + magic rounds y to an integer whose low bit is that of the sum's
-        // bits (for |y| < 2^24, the range of odd f32 integers); beyond, y is an even integer.
-        let magic = self.f(k.magic);
-        let t = self.add(y, magic);
-        let yi = self.sub(t, magic);
-        let ay = self.abs(y);
-        let big_v = self.f(16777216.0); // 2^24
-        let big = self.cmp(FloatCC::GreaterThanOrEqual, ay, big_v);
-        let is_int = self.cmp(FloatCC::Equal, yi, y);
-        let low = self.int_bits(t);
-        let one_i = self.i(1);
-        let low = self.b.ins().band(low, one_i);
-        let zero_i = self.i(0);
-        let odd_bit = self.b.ins().icmp(IntCC::NotEqual, low, zero_i);
-        let small_int = self.b.ins().band_not(is_int.0, big.0);
-        let odd = self.b.ins().band(small_int, odd_bit);
-        // The sign of x (−0 and −inf included) goes to the result for odd y.
-        let sign = self.f(-0.0);
-        let sx = self.b.ins().band(x, sign);
-        let odd_sign = if self.ty.is_vector() {
-            let odd_f = self.b.ins().bitcast(self.ty, MemFlagsData::new(), odd);
-            self.b.ins().band(sx, odd_f)
-        } else {
-            let zero = self.f(0.0);
-            self.b.ins().select(odd, sx, zero)
-        };
-        let r = self.b.ins().bor(r, odd_sign);
-        // Negative finite x and a non-integer (finite or NaN) y: NaN.
-        let zero = self.f(0.0);
-        let neg = self.cmp(FloatCC::LessThan, x, zero);
-        let ninf = self.f(f64::NEG_INFINITY);
-        let finite = self.cmp(FloatCC::GreaterThan, x, ninf);
-        let int_or_big = self.b.ins().bor(is_int.0, big.0);
-        let bad = self.b.ins().band(neg.0, finite.0);
-        let bad = Mask(self.b.ins().band_not(bad, int_or_big));
-        let nan = self.f(f64::NAN);
-        let r = self.sel(bad, nan, r);
-        // The cases whose result is 1.
-        let y0 = self.cmp(FloatCC::Equal, y, zero);
-        let one = self.f(1.0);
-        let x1 = self.cmp(FloatCC::Equal, x, one);
-        let m_one = self.f(-1.0);
-        let xm1 = self.cmp(FloatCC::Equal, x, m_one);
-        let inf = self.f(f64::INFINITY);
-        let yinf = self.cmp(FloatCC::Equal, ay, inf);
-        let unit = self.b.ins().band(xm1.0, yinf.0);
-        let unit = self.b.ins().bor(unit, x1.0);
-        let unit = Mask(self.b.ins().bor(unit, y0.0));
-        self.sel(unit, one, r)
     }
 
     /// [`Emitter::sin_cos`] on f64 operands, with the polynomials of `terms`.

@@ -104,7 +104,6 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
         (Func::Sinh | Func::Cosh, false) => (-711.0, 711.0),
         // Half beyond 10^6, where a vector calls libm for its large lanes.
         (Func::Sin | Func::Cos, _) => (-2.0e6, 2.0e6),
-        (Func::Pow, _) => unreachable!("pow has two operands: see pow_f32"),
     }
 }
 
@@ -118,7 +117,6 @@ fn focus(func: Func) -> (f64, f64) {
         Func::Tanh => (-5.0, 5.0),
         Func::Sinh | Func::Cosh => (-3.0, 3.0),
         Func::Sin | Func::Cos => (-10.0, 10.0),
-        Func::Pow => unreachable!("pow has two operands: see pow_f32"),
     }
 }
 
@@ -210,7 +208,6 @@ fn ref32(func: Func, x: f32) -> f64 {
         Func::Cosh => x.cosh(),
         Func::Sin => x.sin(),
         Func::Cos => x.cos(),
-        Func::Pow => unreachable!("pow has two operands: see pow_f32"),
     }
 }
 
@@ -331,7 +328,6 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Ok(r::cos(x))
             }
         }
-        Func::Pow => unreachable!("pow has two operands: see pow_f32"),
     }
 }
 
@@ -621,7 +617,6 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
             (min_norm, min_norm),
         ]),
         Func::Cos => t.extend([(0.0, 1.0), (-0.0, 1.0), (inf, nan), (-inf, nan), (min_sub, 1.0), (-min_norm, 1.0)]),
-        Func::Pow => unreachable!("pow has two operands: see pow_f32"),
     }
     t
 }
@@ -828,76 +823,5 @@ fn f32_exhaustive() {
         }
     }
     println!("{report}");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The f32 `pow` (two operands, so outside the unary harness): the scalar routine kernels and
-/// the kernel interpreter call, against f64 libm `pow` rounded to f32 on sampled pairs (|x|
-/// spread over the f32 range, y over ±40 and small integers, negative x with integer y) and
-/// bit for bit against f32 libm on C99's special cases. Vector and scalar code are held to
-/// the same bits by `tests/bitwise.rs`.
-#[test]
-fn pow_f32() {
-    use crate::jit::abi::ScalarFns;
-    use cranelift_codegen::ir::types;
-    let address = crate::jit::mathlib::address(Func::Pow, types::F32).expect("pow compiles");
-    let pow = ScalarFns::new(&[], &[], address).pow32;
-    let mut rng = Rng(0x9042);
-    let mut st = Stats::default();
-    let mut normal = 0;
-    let n = if long_run() { 20_000_000 } else { 1_000_000 };
-    for i in 0..n {
-        let x = from_ord32((rng.next() % 0x7f80_0000) as i64);
-        let y = match i % 4 {
-            0 => (rng.unit() * 80.0 - 40.0) as f32,
-            1 => (rng.next() % 41) as f32 - 20.0,
-            2 => (rng.unit() * 4.0 - 2.0) as f32,
-            _ => (rng.unit() * 2.0) as f32,
-        };
-        let x = if i % 3 == 0 { -x } else { x };
-        let y = if x < 0.0 { y.round() } else { y };
-        let want = f64::from(x).powf(f64::from(y));
-        if want.is_finite() && want != 0.0 && (want as f32).is_normal() {
-            normal += 1;
-        }
-        st.add(f64::from(x), err32(pow(x, y), want));
-    }
-    println!("{} ({normal} normal results)", st.row("pow f32 scalar (sampled pairs)"));
-    assert!(normal > n / 3, "only {normal} of {n} sampled results are normal floats");
-    assert!(st.max_ulp <= MAX_ULP, "{}", st.row("pow f32"));
-    let specials = [
-        0.0f32,
-        -0.0,
-        1.0,
-        -1.0,
-        0.5,
-        -0.5,
-        2.0,
-        -2.0,
-        3.0,
-        -3.0,
-        2.5,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-        1e-45,
-        f32::MAX,
-        16_777_216.0,
-        16_777_217.0,
-        -16_777_215.0,
-        1e30,
-    ];
-    let mut failures = Vec::new();
-    for &x in &specials {
-        for &y in &specials {
-            let (got, want) = (pow(x, y), x.powf(y));
-            let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
-            // Finite non-special results may differ from libm by rounding; the cases are exact.
-            let exact_case = !want.is_finite() || want == 0.0 || want.abs() == 1.0 || got.is_nan() != want.is_nan();
-            if !same && exact_case {
-                failures.push(format!("pow({x:e}, {y:e}) = {got:e}, libm {want:e}"));
-            }
-        }
-    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
