@@ -206,17 +206,19 @@ pub fn log1mexp<T: Real>(x: T) -> T {
     }
 }
 
-/// log(cosh(x)) in two regimes of a = |x|:
-/// a < 1: `log1p(e²/(2(1 + e)))` with e = expm1(a) (that is cosh(a) − 1, without cancellation);
-/// otherwise `(a − ln 2) + log1p(exp(−2a))` (finite where cosh overflows).
+/// log(cosh(x)) in two regimes of a = |x|, both from e = expm1(a) and one log1p:
+/// a < 1: `log1p(e²/(2(1 + e)))` (that is log1p(cosh(a) − 1), without cancellation);
+/// otherwise `(a − ln 2) + log1p(1/(1 + e)²)` (e^(−2a) from e^a = 1 + e; finite where cosh
+/// overflows, and 0 where (1 + e)² overflows, far below the last bit of a).
 pub fn log_cosh<T: Real>(x: T) -> T {
     let a = x.abs();
+    let e = a.exp_m1();
+    let ope = T::ONE.add(e);
     if a < T::ONE {
-        let e = a.exp_m1();
         let two = T::from_f64(2.0);
-        e.mul(e).div(two.mul(T::ONE.add(e))).ln_1p()
+        e.mul(e).div(two.mul(ope)).ln_1p()
     } else {
-        a.sub(ln2()).add(T::from_f64(-2.0).mul(a).exp().ln_1p())
+        a.sub(ln2()).add(T::ONE.div(ope.mul(ope)).ln_1p())
     }
 }
 

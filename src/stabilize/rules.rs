@@ -98,7 +98,7 @@ static RULES: &[Rule] = &[
     rule!("lower-logaddexp", "L4", Lower, "logaddexp(a, b) → where(a == b, a + ln2, maximum(a, b) + log1p(exp(-abs(a - b))))", "primitive ops only", lower_logaddexp),
     rule!("lower-log1mexp", "L6", Lower, "log1mexp(x) → where(x > -ln2, log(-expm1(x)), log1p(-exp(x)))", "primitive ops only", lower_log1mexp),
     rule!("lower-xlogy", "L7", Lower, "xlogy(u, v) → where(u == 0 and v == v, 0, u*log(v)); xlog1py likewise", "primitive ops only", lower_xlogy),
-    rule!("lower-log-cosh", "L8", Lower, "log_cosh(x) → where(|x| < 1, log1p(e*e/(2*(1 + e))), (|x| - ln2) + log1p(exp(-2*|x|))), e = expm1(|x|)", "primitive ops only", lower_log_cosh),
+    rule!("lower-log-cosh", "L8", Lower, "log_cosh(x) → where(|x| < 1, l, (|x| - ln2) + l), l = log1p(where(|x| < 1, e*e/(2*(1 + e)), 1/(1 + e)^2)), e = expm1(|x|)", "primitive ops only", lower_log_cosh),
     rule!("lower-hypot", "L9", Lower, "hypot(a, b) → m*sqrt(1 + square(n/m)), m/n the larger/smaller magnitude", "primitive ops only", lower_hypot),
     rule!("lower-nll-softmax", "L10", Lower, "nll_softmax(x, k) → (m - x[k]) + log1p(sum(where(x < m, exp(x - m), 0)) + (sum(x == m) - 1)), m = max(x)", "primitive and row ops only", lower_nll_softmax),
 ];
@@ -1100,19 +1100,19 @@ fn lower_log_cosh(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let a = g.un(Op::Abs, x);
     let small = g.bin(Op::Lt, a, one);
     let e = g.un(Op::Expm1, a);
-    let e2 = g.bin(Op::Mul, e, e);
     let ope = g.bin(Op::Add, one, e);
+    let e2 = g.bin(Op::Mul, e, e);
     let den = g.bin(Op::Mul, two, ope);
-    let q = g.bin(Op::Div, e2, den);
-    let near = g.un(Op::Log1p, q);
+    let near_q = g.bin(Op::Div, e2, den);
+    let sq = g.bin(Op::Mul, ope, ope);
+    let far_q = g.bin(Op::Div, one, sq);
+    // One log1p for both regimes (math::log_cosh).
+    let q = g.select(small, near_q, far_q);
+    let l = g.un(Op::Log1p, q);
     let ln2 = g.cst(std::f64::consts::LN_2);
     let am = g.bin(Op::Sub, a, ln2);
-    let m2 = g.cst(-2.0);
-    let ma = g.bin(Op::Mul, m2, a);
-    let ex = g.un(Op::Exp, ma);
-    let lp = g.un(Op::Log1p, ex);
-    let far = g.bin(Op::Add, am, lp);
-    Some(g.select(small, near, far))
+    let far = g.bin(Op::Add, am, l);
+    Some(g.select(small, l, far))
 }
 
 fn lower_hypot(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
