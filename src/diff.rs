@@ -409,17 +409,19 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             g.select(is_zero, zero, m)
         }
         (Op::Log1mexp, _) => {
-            // d/dx log(1 − e^x) = e^x/expm1(x) (= −1/expm1(−x), which overflows to −0
-            // where the derivative is still a subnormal).
-            // Below −1 the first form, above it −1/expm1(−x).
+            // d/dx log(1 − e^x) = −1/expm1(−x), which overflows to −0 below −88.7 (f32) or
+            // −709.8 (f64), where the derivative is still a subnormal; below −40 it is −e^x
+            // to within e^x < 2^-57 relative, below half an f64 ulp. Both forms use what L6
+            // lowers the value to (expm1(−x), exp(x)), so a kernel computes no other
+            // exponential (not e^x/expm1(x), whose expm1(x) would be a third).
             let e = g.un(Op::Exp, x);
-            let em = g.un(Op::Expm1, x);
-            let far = g.bin(Op::Div, e, em);
+            let far = g.un(Op::Neg, e);
             let nx = g.un(Op::Neg, x);
             let emn = g.un(Op::Expm1, nx);
             let m1 = g.cst(-1.0);
             let r = g.bin(Op::Div, m1, emn);
-            let c = g.bin(Op::Lt, x, m1);
+            let lim = g.cst(-40.0);
+            let c = g.bin(Op::Lt, x, lim);
             let q = g.select(c, far, r);
             mul(g, t, q)
         }

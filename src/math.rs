@@ -197,10 +197,12 @@ pub fn logaddexp<T: Real>(a: T, b: T) -> T {
 }
 
 /// log(1 − e^x) for x ≤ 0 (lowering L6, Mächler's switch at −ln 2):
-/// `x > −ln 2 ? log(−expm1(x)) : log1p(−exp(x))`. NaN for x > 0, −inf at 0.
+/// `x > −ln 2 ? log(expm1(−x)) + x : log1p(−exp(x))` (the first is log(−expm1(x)) as a sum
+/// of two terms of one sign, from the expm1(−x) its derivative uses). NaN for x > 0, −inf
+/// at 0.
 pub fn log1mexp<T: Real>(x: T) -> T {
     if x > ln2::<T>().neg() {
-        x.exp_m1().neg().ln()
+        x.neg().exp_m1().ln().add(x)
     } else {
         x.exp().neg().ln_1p()
     }

@@ -96,7 +96,7 @@ static RULES: &[Rule] = &[
     rule!("lower-log-sigmoid", "L2", Lower, "log_sigmoid(x) → minimum(x, 0) - log1p(exp(-abs(x)))", "primitive ops only", lower_log_sigmoid),
     rule!("lower-sigmoid", "L3", Lower, "sigmoid(x) → where(x >= 0, 1/(1 + exp(-x)), exp(x)/(1 + exp(x)))", "primitive ops only", lower_sigmoid),
     rule!("lower-logaddexp", "L4", Lower, "logaddexp(a, b) → where(a == b, a + ln2, maximum(a, b) + log1p(exp(-abs(a - b))))", "primitive ops only", lower_logaddexp),
-    rule!("lower-log1mexp", "L6", Lower, "log1mexp(x) → where(x > -ln2, log(-expm1(x)), log1p(-exp(x)))", "primitive ops only", lower_log1mexp),
+    rule!("lower-log1mexp", "L6", Lower, "log1mexp(x) → where(x > -ln2, log(expm1(-x)) + x, log1p(-exp(x)))", "primitive ops only", lower_log1mexp),
     rule!("lower-xlogy", "L7", Lower, "xlogy(u, v) → where(u == 0 and v == v, 0, u*log(v)); xlog1py likewise", "primitive ops only", lower_xlogy),
     rule!("lower-log-cosh", "L8", Lower, "log_cosh(x) → where(|x| < 1, l, (|x| - ln2) + l), l = log1p(where(|x| < 1, e*e/(2*(1 + e)), 1/(1 + e)^2)), e = expm1(|x|)", "primitive ops only", lower_log_cosh),
     rule!("lower-hypot", "L9", Lower, "hypot(a, b) → m*sqrt(1 + square(n/m)), m/n the larger/smaller magnitude", "primitive ops only", lower_hypot),
@@ -1065,9 +1065,12 @@ fn lower_log1mexp(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let g = &mut *cx.g;
     let nln2 = g.cst(-std::f64::consts::LN_2);
     let c = g.bin(Op::Gt, x, nln2);
-    let em = g.un(Op::Expm1, x);
-    let nem = g.un(Op::Neg, em);
-    let near = g.un(Op::Log, nem);
+    // log(−expm1(x)) = log(expm1(−x)) + x (two terms of one sign): the expm1(−x) the
+    // derivative near 0 divides by (diff.rs), so a kernel computes it once.
+    let nx = g.un(Op::Neg, x);
+    let em = g.un(Op::Expm1, nx);
+    let l = g.un(Op::Log, em);
+    let near = g.bin(Op::Add, l, x);
     let e = g.un(Op::Exp, x);
     let ne = g.un(Op::Neg, e);
     let far = g.un(Op::Log1p, ne);
