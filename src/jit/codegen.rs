@@ -188,6 +188,9 @@ pub(crate) fn codegen(
             t.elements_kernel(roots);
         }
         scratch_slots = t.scratch_slots;
+        if let Some(message) = t.math_error.take() {
+            return Err(JitError { message });
+        }
         let cfg = module.target_config();
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
@@ -274,6 +277,8 @@ struct Translator<'a> {
     scratch: Value,
     /// Class values kept between passes, each in its own scratch array.
     scratch_slots: usize,
+    /// The first inline-math emission that failed (a bug in lossc), reported by `codegen`.
+    math_error: Option<String>,
     /// Uniform node values, scalar and splatted.
     uni_scalar: HashMap<NodeId, Value>,
     uni_vector: HashMap<NodeId, Value>,
@@ -323,6 +328,7 @@ impl<'a> Translator<'a> {
             acc_out: Value::from_u32(0),
             scratch: Value::from_u32(0),
             scratch_slots: 0,
+            math_error: None,
             uni_scalar: HashMap::new(),
             uni_vector: HashMap::new(),
             quick: false,
@@ -524,8 +530,12 @@ impl<'a> Translator<'a> {
         let fallback = f.fallback().and_then(|l| self.libm_refs.get(&l).copied());
         match emit_math(&mut self.b, self.features, f, x, self.pool.as_mut(), fallback) {
             Ok(v) => v,
-            // The operand types are always f32/f64 scalars or vectors here.
-            Err(_) => x,
+            // Operands are always f32/f64 scalars or vectors and fallbacks are declared for
+            // every graph that needs one, so this is a bug in lossc: the kernel is not built.
+            Err(e) => {
+                self.math_error.get_or_insert_with(|| e.to_string());
+                x
+            }
         }
     }
 
@@ -901,7 +911,12 @@ impl<'a> Translator<'a> {
                 None => m,
             });
         }
-        let Some(all) = all else { return };
+        let Some(all) = all else {
+            // No test (`finite_split` never returns one without): the whole body.
+            self.emit_nodes(&split.slow, at, &[], &mut vals, &mut masks);
+            self.finish_element(roots, at, acc, &vals);
+            return;
+        };
         let pass = self.b.ins().vall_true(all);
         let fast = self.b.create_block();
         let slow = self.b.create_block();
