@@ -35,8 +35,9 @@
 //!   so the emitters can be called anywhere inside a block, any number of times. The one
 //!   exception is the cold fallback of `sin` and `cos`, after which the builder is in a new
 //!   block whose parameter is the result (callers must not assume the block is unchanged).
-//! * No libcalls on any target except that fallback: rounding to an integer uses the `1.5·2^(p−1)` magic-constant trick
-//!   (which also yields the integer bits, so no float-to-int conversion is needed), and `fma` is
+//! * No libcalls on any target except that fallback: rounding to an integer uses the
+//!   `1.5·2^(p−1)` magic-constant trick (which also yields the integer bits, so no
+//!   float-to-int conversion is needed), and `fma` is
 //!   used only when [`MathFeatures::fma`] says the ISA has it natively; otherwise products and sums
 //!   are separate instructions and exact products use Dekker's splitting.
 //!   `nearest`, `floor`, `fcvt_*`, `fmin` and `fmax` are never emitted, so SSE4.1 is not needed
@@ -50,8 +51,8 @@
 //!   Measured maxima: 0.75–0.83 ulp (f32, exhaustive) and 0.69–0.81 ulp (f64, sampled against
 //!   double-double) for the four; 1.585 bits (2 ulps apart from the correctly rounded value) for
 //!   `sigmoid` and `tanh`, 1 bit for `softplus` and `log_sigmoid`. `sin` and `cos` are held to
-//!   1 ulp too (measured 0.56 f32, 0.75 f64), `sinh` and `cosh` to the composites' bits (1.58
-//!   and 1.07 ulp).
+//!   1 ulp too (measured 0.561 f32 exhaustive over ±2·10^6, 0.785 f64 over 10M samples),
+//!   `sinh` and `cosh` to the composites' bits (1.59 and 1.09 ulp).
 //! * Scalar and vector code of one type compute bit-identical results; the `fma` and non-`fma`
 //!   paths may differ in the last bit.
 //!
