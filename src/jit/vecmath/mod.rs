@@ -991,14 +991,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// `e^|x|/2`, the large-argument part of `sinh` and `cosh` (finite while they are), and
-    /// the capped copy whose reciprocal they add.
+    /// `1/(4·e^|x|/2)`, taken of a capped copy (see `hyp_cap`).
     fn half_exp_abs(&mut self, ax: Value) -> (Value, Value) {
         let k = self.k;
         let eh = self.exp_scaled(ax, k.exp_hi + 1.0, -1);
         let cap = self.f(k.hyp_cap);
         let over = self.cmp(FloatCC::LessThan, cap, eh);
         let capped = self.sel(over, cap, eh);
-        (eh, capped)
+        let quarter = self.f(0.25);
+        let inv = self.div(quarter, capped);
+        (eh, inv)
     }
 
     /// `sinh(x) = sign(x)·(e^|x|/2 − 1/(4·e^|x|/2))`, and for `|x| < 1`, where that cancels,
@@ -1010,9 +1012,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let sp = self.poly(z, k.sinh_p);
         let zs = self.mul(z, sp);
         let small = self.mla(ax, zs, ax);
-        let (eh, capped) = self.half_exp_abs(ax);
-        let quarter = self.f(0.25);
-        let inv = self.div(quarter, capped);
+        let (eh, inv) = self.half_exp_abs(ax);
         let large = self.sub(eh, inv);
         let one = self.f(1.0);
         let is_small = self.cmp(FloatCC::LessThan, ax, one);
@@ -1023,9 +1023,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// `cosh(x) = e^|x|/2 + 1/(4·e^|x|/2)`: two positive terms, no cancellation.
     fn cosh(&mut self, x: Value) -> Value {
         let ax = self.abs(x);
-        let (eh, capped) = self.half_exp_abs(ax);
-        let quarter = self.f(0.25);
-        let inv = self.div(quarter, capped);
+        let (eh, inv) = self.half_exp_abs(ax);
         self.add(eh, inv)
     }
 
