@@ -108,9 +108,9 @@ impl Drop for Code {
 /// kernel, and every thread writes to disjoint row ranges of the output arrays.
 pub(crate) struct PtrTable<'a>(pub(crate) &'a [usize]);
 
-/// A platform libm function that generated code calls per lane: `pow` with a non-constant
-/// exponent, and `sin`/`cos` for the rare vectors with an argument beyond the inline
-/// reduction's range (`vecmath`).
+/// A platform libm function that generated code calls per lane: `pow` by data (or by a
+/// constant `jit::prepare` does not spell out), and `sin`/`cos` for the rare vectors with an
+/// argument beyond the inline reduction's range (`vecmath`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Libm {
     /// `a^b`.

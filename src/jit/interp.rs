@@ -7,10 +7,10 @@
 //! scalar functions (`mathlib`, which quick-tier kernels call; vecmath's scalar and vector
 //! code compute the same bits; `sin` and `cos` call libm from inside for arguments beyond
 //! 10^6, as the kernels do), the platform libm for `pow` (by data, or by a constant `prepare`
-//! does not spell out as products and roots), and `math.rs` for
-//! the IEEE operations and selects (whose semantics the kernels implement). It sums in the
-//! kernels' order (described above `codegen::vector_lanes`, with the lane count and the
-//! unrolling read from `codegen`): one f64 accumulator per lane, a scalar tail, fixed chunks
+//! does not spell out as products and roots), and `math.rs` for the IEEE operations and
+//! selects (whose semantics the kernels implement). It sums in the kernels' order
+//! (described above `codegen::vector_lanes`, with the lane count and the unrolling read from
+//! `codegen`): one f64 accumulator per lane, a scalar tail, fixed chunks
 //! ([`chunk_rows`]) combined with Neumaier summation, row reductions by lanes then tail.
 //! Pre-passes, the reduction's denominator, the seed and the folding of broadcast
 //! derivatives follow `JitLoss::call_in`. Which pass of a row kernel computes a class value,

@@ -74,8 +74,7 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
             Op::Pow if out.constant(args[1]) == Some(0.5) => out.un(Op::Sqrt, args[0]),
             // Other small integer and half-integer constants: products, a reciprocal and a
             // square root instead of `pow` per lane (see `power`).
-            Op::Pow if out.constant(args[1]).is_some_and(is_small_power) => {
-                let c = out.constant(args[1]).unwrap_or(1.0);
+            Op::Pow if let Some(c) = out.constant(args[1]).filter(|c| is_small_power(*c)) => {
                 power(&mut out, args[0], c)
             }
             Op::Gather => {
