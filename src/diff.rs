@@ -287,6 +287,8 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             let s = g.un(Op::Sinh, x);
             mul(g, t, s)
         }
+        // ∂/∂hi = ∂/∂lo = e^(hi + lo), the value itself.
+        (Op::ExpDw, _) => mul(g, t, v),
         (Op::Sinh, _) => {
             let c = g.un(Op::Cosh, x);
             mul(g, t, c)

@@ -416,6 +416,7 @@ pub fn apply_binary<T: Real>(op: Op, a: T, b: T) -> T {
         Op::Xlog1py => xlog1py(a, b),
         Op::LogAddExp => logaddexp(a, b),
         Op::Hypot => hypot(a, b),
+        Op::ExpDw => exp_dw(a, b),
         Op::StraightThrough => a,
         _ => a.add(T::from_f64(f64::NAN)),
     }

@@ -145,6 +145,10 @@ pub enum Op {
     Log1mexp,
     /// `log_cosh(x)` = log(cosh(x)), accurate near 0 and finite where cosh overflows.
     LogCosh,
+    /// `exp_dw(hi, lo)` = e^(hi + lo) for a double-word argument (internal: the row split's
+    /// corrected exponentials, [`Graph::exp_dw`]): `hi ≤ 0` or NaN, `lo` the rounding error
+    /// of a difference (finite, or NaN where the difference is not finite, then ignored).
+    ExpDw,
     /// `<`
     Lt,
     /// `<=`
@@ -207,7 +211,7 @@ impl Op {
             | LogSigmoid | Softplus | Relu | Square | Not | StopGradient | RowSum | RowMean | RowMax | RowMin
             | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum | Log1mexp | LogCosh => 1,
             Add | Sub | Mul | Div | Pow | Max | Min | Xlogy | Lt | Le | Gt | Ge | Eq | Ne | And | Or
-            | StraightThrough | Gather | Xlog1py | LogAddExp | Hypot | NllSoftmax => 2,
+            | StraightThrough | Gather | Xlog1py | LogAddExp | Hypot | NllSoftmax | ExpDw => 2,
             Where | Clamp => 3,
         }
     }
@@ -290,6 +294,7 @@ impl Op {
             Hypot => "hypot",
             Log1mexp => "log1mexp",
             LogCosh => "log_cosh",
+            ExpDw => "exp_dw",
             Lt => "<",
             Le => "<=",
             Gt => ">",
@@ -562,15 +567,11 @@ impl Graph {
         (hi, lo)
     }
 
-    /// e^(hi + lo) as `math::exp_dw`: `e + e·lo`, or just e = e^hi where lo is not finite.
+    /// e^(hi + lo) as `math::exp_dw` (`hi ≤ 0`: a difference from a row's max): one node,
+    /// which the kernels compute as `exp` with the correction `u·lo` applied before the final
+    /// scaling, where it costs one operation and never meets a subnormal number.
     pub fn exp_dw(&mut self, hi: NodeId, lo: NodeId) -> NodeId {
-        let e = self.un(Op::Exp, hi);
-        let elo = self.bin(Op::Mul, e, lo);
-        let corrected = self.bin(Op::Add, e, elo);
-        // `lo == lo`: a rounding term from [`Graph::two_diff`] is finite or NaN, never ±inf,
-        // so this is `math::exp_dw`'s finiteness test in one comparison.
-        let finite = self.bin(Op::Eq, lo, lo);
-        self.select(finite, corrected, e)
+        self.bin(Op::ExpDw, hi, lo)
     }
 
     /// The row split of `math::row_split`: `(m, log1p(s), m finite)` with m = max(x) and

@@ -185,22 +185,28 @@ pub(crate) fn libm_symbols() -> Vec<(&'static str, *const u8)> {
     ]
 }
 
-/// Typed pointers to `mathlib`'s scalar functions `fn(T) -> T` (the kernel interpreter's
-/// math routines, see `interp.rs`).
+/// Typed pointers to `mathlib`'s scalar functions `fn(T) -> T` and its binary `exp_dw`
+/// `fn(T, T) -> T` (the kernel interpreter's math routines, see `interp.rs`).
 pub(crate) struct ScalarFns {
     /// One function per f32 routine, in the order of the addresses given to [`ScalarFns::new`].
     pub(crate) f32: Vec<extern "C" fn(f32) -> f32>,
     /// One function per f64 routine, likewise.
     pub(crate) f64: Vec<extern "C" fn(f64) -> f64>,
+    /// `MathFunc::ExpDw` on f32.
+    pub(crate) exp_dw_f32: extern "C" fn(f32, f32) -> f32,
+    /// `MathFunc::ExpDw` on f64.
+    pub(crate) exp_dw_f64: extern "C" fn(f64, f64) -> f64,
 }
 
 impl ScalarFns {
-    /// Takes `f32s` as `fn(f32) -> f32` and `f64s` as `fn(f64) -> f64` functions.
+    /// Takes `f32s` as `fn(f32) -> f32` and `f64s` as `fn(f64) -> f64` functions, and
+    /// `exp_dw` as `fn(f32, f32) -> f32` and `fn(f64, f64) -> f64`.
     ///
     /// The caller passes addresses from `mathlib::address` for `types::F32` and `types::F64`
-    /// only: functions of one parameter and one result of that type in the host's default
-    /// calling convention (the C one), whose module is never freed.
-    pub(crate) fn new(f32s: &[usize], f64s: &[usize]) -> ScalarFns {
+    /// only: functions of [`MathFunc::arity`](super::vecmath::MathFunc::arity) parameters
+    /// (1, and 2 for `exp_dw`) and one result of that type in the host's default calling
+    /// convention (the C one), whose module is never freed.
+    pub(crate) fn new(f32s: &[usize], f64s: &[usize], exp_dw: (usize, usize)) -> ScalarFns {
         let f32 = f32s
             .iter()
             // SAFETY: see the function docs: the signature is `extern "C" fn(f32) -> f32`
@@ -212,6 +218,12 @@ impl ScalarFns {
             // SAFETY: as above, with f64.
             .map(|a| unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(*a as *const u8) })
             .collect();
-        ScalarFns { f32, f64 }
+        // SAFETY: as above, with two parameters of the type.
+        let exp_dw_f32 =
+            unsafe { std::mem::transmute::<*const u8, extern "C" fn(f32, f32) -> f32>(exp_dw.0 as *const u8) };
+        // SAFETY: as above, with f64.
+        let exp_dw_f64 =
+            unsafe { std::mem::transmute::<*const u8, extern "C" fn(f64, f64) -> f64>(exp_dw.1 as *const u8) };
+        ScalarFns { f32, f64, exp_dw_f32, exp_dw_f64 }
     }
 }

@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
 use cranelift_codegen::ir::{
-    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, UserFuncName, Value,
+    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Signature,
+    UserFuncName, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -287,8 +288,8 @@ struct Translator<'a> {
     quick: bool,
     /// The calling convention of calls into [`mathlib`].
     call_conv: CallConv,
-    /// Signatures `fn(T) -> T` imported for those calls, by `T`.
-    math_sigs: HashMap<Type, SigRef>,
+    /// Signatures `fn(T, …) -> T` imported for those calls, by `T` and the operand count.
+    math_sigs: HashMap<(Type, usize), SigRef>,
     /// The entry-block constants, once the entry block exists.
     pool: Option<ConstPool>,
 }
@@ -475,9 +476,30 @@ impl<'a> Translator<'a> {
         if self.is_vector(a) {
             let ty = self.b.func.dfg.value_type(a);
             let m = self.b.ins().bitcast(ty, MemFlagsData::new(), mask);
+            // `mask ? +0 : b` is `b & !mask`, one `andnps` (x64 lowers `bitselect` with a
+            // zero second operand to `andps` itself, but with a zero first operand to a
+            // two-micro-op blend).
+            if self.is_plus_zero(a) {
+                return self.b.ins().band_not(b, m);
+            }
             self.b.ins().bitselect(m, a, b)
         } else {
             self.b.ins().select(mask, a, b)
+        }
+    }
+
+    /// True when `v` is a +0.0 constant (all bits zero), scalar or splatted.
+    fn is_plus_zero(&self, v: Value) -> bool {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, _) = dfg.value_def(v) else { return false };
+        match dfg.insts[inst] {
+            InstructionData::UnaryIeee32 { opcode: Opcode::F32const, imm } => imm.bits() == 0,
+            InstructionData::UnaryIeee64 { opcode: Opcode::F64const, imm } => imm.bits() == 0,
+            InstructionData::Unary { opcode: Opcode::Splat, arg } => self.is_plus_zero(arg),
+            InstructionData::UnaryConst { opcode: Opcode::Vconst, constant_handle } => {
+                dfg.constants.get(constant_handle).as_slice().iter().all(|b| *b == 0)
+            }
+            _ => false,
         }
     }
 
@@ -507,28 +529,37 @@ impl<'a> Translator<'a> {
     }
 
     fn math(&mut self, f: MathFunc, x: Value) -> Value {
+        self.math_n(f, &[x])
+    }
+
+    /// `f(args)`: a call to `mathlib`'s function in the quick tier, inline code otherwise.
+    fn math_n(&mut self, f: MathFunc, args: &[Value]) -> Value {
+        let x = args[0];
         if self.quick {
             let ty = self.b.func.dfg.value_type(x);
             // On an error the inline code below is the fallback.
             if let Ok(address) = mathlib::address(f, ty) {
-                let sig = match self.math_sigs.get(&ty) {
+                let key = (ty, args.len());
+                let sig = match self.math_sigs.get(&key) {
                     Some(s) => *s,
                     None => {
                         let mut sig = Signature::new(self.call_conv);
-                        sig.params.push(AbiParam::new(ty));
+                        for _ in args {
+                            sig.params.push(AbiParam::new(ty));
+                        }
                         sig.returns.push(AbiParam::new(ty));
                         let s = self.b.import_signature(sig);
-                        self.math_sigs.insert(ty, s);
+                        self.math_sigs.insert(key, s);
                         s
                     }
                 };
                 let callee = self.iconst(address as i64);
-                let call = self.b.ins().call_indirect(sig, callee, &[x]);
+                let call = self.b.ins().call_indirect(sig, callee, args);
                 return self.b.inst_results(call)[0];
             }
         }
         let fallback = f.fallback().and_then(|l| self.libm_refs.get(&l).copied());
-        match emit_math(&mut self.b, self.features, f, x, self.pool.as_mut(), fallback) {
+        match emit_math(&mut self.b, self.features, f, args, self.pool.as_mut(), fallback) {
             Ok(v) => v,
             // Operands are always f32/f64 scalars or vectors and fallbacks are declared for
             // every graph that needs one, so this is a bug in lossc: the kernel is not built.
@@ -588,6 +619,7 @@ impl<'a> Translator<'a> {
             Op::Cos => self.math(MathFunc::Cos, x),
             Op::Sinh => self.math(MathFunc::Sinh, x),
             Op::Cosh => self.math(MathFunc::Cosh, x),
+            Op::ExpDw => self.math_n(MathFunc::ExpDw, a),
             Op::Relu => {
                 let zero = self.cst_like(0.0, x);
                 // x where x > 0 or x is NaN, else 0.
@@ -1789,6 +1821,7 @@ pub(crate) fn supported(op: Op) -> bool {
             | Tanh
             | Cosh
             | Sinh
+            | ExpDw
             | Sigmoid
             | LogSigmoid
             | Softplus
@@ -1842,6 +1875,7 @@ fn is_transcendental(op: Op) -> bool {
             | Op::Cos
             | Op::Sinh
             | Op::Cosh
+            | Op::ExpDw
             | Op::Pow
     )
 }

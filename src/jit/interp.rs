@@ -79,7 +79,8 @@ fn scalar_fns() -> Result<&'static ScalarFns, JitError> {
     let init = || -> Result<ScalarFns, JitError> {
         let f32s = FUNCS.iter().map(|f| mathlib::address(*f, types::F32)).collect::<Result<Vec<_>, _>>()?;
         let f64s = FUNCS.iter().map(|f| mathlib::address(*f, types::F64)).collect::<Result<Vec<_>, _>>()?;
-        Ok(ScalarFns::new(&f32s, &f64s))
+        let exp_dw = (mathlib::address(MathFunc::ExpDw, types::F32)?, mathlib::address(MathFunc::ExpDw, types::F64)?);
+        Ok(ScalarFns::new(&f32s, &f64s, exp_dw))
     };
     FNS.get_or_init(init).as_ref().map_err(Clone::clone)
 }
@@ -88,17 +89,25 @@ fn scalar_fns() -> Result<&'static ScalarFns, JitError> {
 trait KernelReal: Element {
     /// `FUNCS[k](x)` as the kernels compute it.
     fn math(fns: &ScalarFns, k: usize, x: Self) -> Self;
+    /// `exp_dw(hi, lo)` as the kernels compute it.
+    fn exp_dw(fns: &ScalarFns, hi: Self, lo: Self) -> Self;
 }
 
 impl KernelReal for f32 {
     fn math(fns: &ScalarFns, k: usize, x: f32) -> f32 {
         (fns.f32[k])(x)
     }
+    fn exp_dw(fns: &ScalarFns, hi: f32, lo: f32) -> f32 {
+        (fns.exp_dw_f32)(hi, lo)
+    }
 }
 
 impl KernelReal for f64 {
     fn math(fns: &ScalarFns, k: usize, x: f64) -> f64 {
         (fns.f64[k])(x)
+    }
+    fn exp_dw(fns: &ScalarFns, hi: f64, lo: f64) -> f64 {
+        (fns.exp_dw_f64)(hi, lo)
     }
 }
 
@@ -112,6 +121,7 @@ fn apply<T: KernelReal>(fns: &ScalarFns, op: Op, a: &[T]) -> T {
         // x·log(y) through the inline log; 0 where x = 0 and y is not NaN.
         Op::Xlogy if a[0] == T::ZERO && !a[1].is_nan() => T::ZERO,
         Op::Xlogy => a[0].mul(routine(MathFunc::Log, a[1])),
+        Op::ExpDw => T::exp_dw(fns, a[0], a[1]),
         Op::StopGradient | Op::StraightThrough => a[0],
         op if op.is_elementwise() => match a.len() {
             1 => math::apply_unary(op, a[0]),

@@ -278,7 +278,7 @@ struct Emit {
 
 impl Emit {
     fn emit(&self, b: &mut FunctionBuilder, x: Value) -> Result<Value, HarnessError> {
-        vecmath::emit_math(b, self.features, self.func, x, None, self.fallback).map_err(math_err)
+        vecmath::emit_math(b, self.features, self.func, &[x], None, self.fallback).map_err(math_err)
     }
 }
 

@@ -56,7 +56,7 @@
 //! * Scalar and vector code of one type compute bit-identical results; the `fma` and non-`fma`
 //!   paths may differ in the last bit.
 //!
-//! Usage from a translator: `let y = emit_math(&mut builder, features, MathFunc::Exp, x, None,
+//! Usage from a translator: `let y = emit_math(&mut builder, features, MathFunc::Exp, &[x], None,
 //! None)?;` with `features` computed once per module by [`MathFeatures::from_isa`].
 //! Constants are emitted at the call site (Cranelift turns vector ones into RIP-relative loads),
 //! so several calls in one block simply share nothing; that costs loads, not correctness.
@@ -113,6 +113,8 @@ pub(crate) enum MathError {
     UnsupportedType(Type),
     /// The function needs a fallback ([`MathFunc::fallback`]) and none was given.
     NoFallback(MathFunc),
+    /// The function was given this many operands instead of its [`MathFunc::arity`].
+    Arity(MathFunc, usize),
 }
 
 impl fmt::Display for MathError {
@@ -123,6 +125,9 @@ impl fmt::Display for MathError {
             }
             MathError::NoFallback(func) => {
                 write!(f, "inline `{}` needs its libm fallback declared", func.name())
+            }
+            MathError::Arity(func, n) => {
+                write!(f, "inline `{}` takes {} operands, not {n}", func.name(), func.arity())
             }
         }
     }
@@ -161,6 +166,11 @@ pub(crate) enum MathFunc {
     Sin,
     /// Cosine, as `sin`.
     Cos,
+    /// `e^(hi + lo)` of two operands, for `hi ≤ 0` (or NaN) and `lo` the rounding error of
+    /// the difference `hi` (finite, or NaN where it is dropped): `exp` without the upper
+    /// clamp, its unscaled result `u` corrected to `u + u·lo` before the scaling (one
+    /// operation that never meets a subnormal number; `Op::ExpDw`).
+    ExpDw,
 }
 
 impl MathFunc {
@@ -179,6 +189,16 @@ impl MathFunc {
             MathFunc::Cosh => "cosh",
             MathFunc::Sin => "sin",
             MathFunc::Cos => "cos",
+            MathFunc::ExpDw => "exp_dw",
+        }
+    }
+
+    /// The number of operands: 2 for `ExpDw`, 1 for the others.
+    pub(crate) fn arity(self) -> usize {
+        if self == MathFunc::ExpDw {
+            2
+        } else {
+            1
         }
     }
 
@@ -194,29 +214,38 @@ impl MathFunc {
     }
 }
 
-/// Emits `func(x)` at the current insertion point of `b` and returns the result, of the type
-/// of `x`; constants come from `pool` when one is given (see [`ConstPool`]), and `fallback`
-/// (the function [`MathFunc::fallback`] names, declared for the lane type) is called for the
-/// arguments that need it. Functions with a fallback leave the builder in a new block (see
-/// the module docs).
+/// Emits `func(args)` at the current insertion point of `b` and returns the result, of the
+/// type of the operands ([`MathFunc::arity`] of them, all of one type); constants come from
+/// `pool` when one is given (see [`ConstPool`]), and `fallback` (the function
+/// [`MathFunc::fallback`] names, declared for the lane type) is called for the arguments that
+/// need it. Functions with a fallback leave the builder in a new block (see the module docs).
 ///
 /// # Errors
 ///
-/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`, and
+/// [`MathError::UnsupportedType`] if an operand is not `f32`, `f64`, `f32x4` or `f64x2` (or
+/// the operands differ in type), [`MathError::Arity`] for a wrong number of operands, and
 /// [`MathError::NoFallback`] if `func` needs a fallback and `fallback` is `None`; nothing is
 /// emitted then.
 pub(crate) fn emit_math(
     b: &mut FunctionBuilder,
     features: MathFeatures,
     func: MathFunc,
-    x: Value,
+    args: &[Value],
     pool: Option<&mut ConstPool>,
     fallback: Option<FuncRef>,
 ) -> Result<Value, MathError> {
+    if args.len() != func.arity() {
+        return Err(MathError::Arity(func, args.len()));
+    }
     let fallback = match (func.fallback(), fallback) {
         (Some(_), None) => return Err(MathError::NoFallback(func)),
         (_, f) => f,
     };
+    let x = args[0];
+    let ty = b.func.dfg.value_type(x);
+    if let Some(other) = args.iter().map(|a| b.func.dfg.value_type(*a)).find(|t| *t != ty) {
+        return Err(MathError::UnsupportedType(other));
+    }
     let mut em = Emitter::new(b, features, x)?;
     em.pool = pool;
     Ok(match func {
@@ -237,6 +266,7 @@ pub(crate) fn emit_math(
                 None => y,
             }
         }
+        MathFunc::ExpDw => em.exp_dw(x, args[1]),
     })
 }
 
@@ -720,14 +750,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
     // ---- exp family ----
 
     /// Clamps `x` to `[lo, hi]`, letting NaN through, and reduces it: `x = n·ln2 + r + r_lo`.
+    /// The argument clamped to `[lo, hi]` (not above when `hi` is `+inf`), reduced.
     fn reduce(&mut self, x: Value, lo: f64, hi: f64) -> Reduced {
         let k = self.k;
         let lo_v = self.f(lo);
         let below = self.cmp(FloatCC::LessThan, x, lo_v);
-        let xc = self.sel(below, lo_v, x);
-        let hi_v = self.f(hi);
-        let above = self.cmp(FloatCC::LessThan, hi_v, xc);
-        let xc = self.sel(above, hi_v, xc);
+        let mut xc = self.sel(below, lo_v, x);
+        if hi < f64::INFINITY {
+            let hi_v = self.f(hi);
+            let above = self.cmp(FloatCC::LessThan, hi_v, xc);
+            xc = self.sel(above, hi_v, xc);
+        }
         let log2e = self.f(k.log2e);
         let magic = self.f(k.magic);
         let t = self.mla(xc, log2e, magic);
@@ -748,6 +781,27 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// `e^x · 2^extra` for `extra ∈ {−1, 0}`, with the argument clamped to `[exp_lo, hi]`
     /// (`hi ≤ exp_hi + 1`: the result overflows above it).
     fn exp_scaled(&mut self, x: Value, hi: f64, extra: i64) -> Value {
+        let (u, tb) = self.exp_unscaled(x, hi, None);
+        self.exp_scale(u, tb, extra)
+    }
+
+    /// `e^(hi + lo)` for `hi ≤ 0` or NaN (no upper clamp) and `lo` the rounding error of the
+    /// difference `hi`: `e^(r + r_lo)·(1 + lo)`, the `lo·(1 + r + h)` term summed into the
+    /// small terms before `exp`'s one rounding (|lo| ≤ ulp(hi)/2, so the first order is exact
+    /// to well under an ulp), then scaled as `exp`: no operation meets a subnormal number.
+    /// A NaN `lo` (the difference was not finite) is dropped: `e^(−inf)` stays 0.
+    fn exp_dw(&mut self, hi: Value, lo: Value) -> Value {
+        let finite = self.cmp(FloatCC::Equal, lo, lo);
+        let zero = self.f(0.0);
+        let lo = self.sel(finite, lo, zero);
+        let (u, tb) = self.exp_unscaled(hi, f64::INFINITY, Some(lo));
+        self.exp_scale(u, tb, 0)
+    }
+
+    /// `e^r` of the reduced argument (`x` clamped to `[exp_lo, hi]`) before scaling by `2^n`,
+    /// times `1 + lo` for a small `lo`, and the integer bits of `n` (see
+    /// [`Emitter::exp_scale`]).
+    fn exp_unscaled(&mut self, x: Value, hi: f64, lo: Option<Value>) -> (Value, Value) {
         let k = self.k;
         let red = self.reduce(x, k.exp_lo, hi);
         let r = red.r;
@@ -763,16 +817,25 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let sr = self.sub(one, s);
         let e = self.add(sr, r);
         let rr = self.mla(r, red.r_lo, red.r_lo); // r_lo·(1 + r)
-        let tail = self.add(h, rr);
+        let mut tail = self.add(h, rr);
+        if let Some(lo) = lo {
+            // + lo·(1 + r + h), to within lo·(e + rr): far below the result's ulp.
+            let sh = self.add(s, h);
+            tail = self.mla(lo, sh, tail);
+        }
         let tail = self.add(e, tail);
         let u = self.add(s, tail);
+        (u, self.int_bits(red.t))
+    }
+
+    /// `u · 2^n · 2^extra`, `n` given by its bits `tb` from [`Emitter::exp_unscaled`].
+    fn exp_scale(&mut self, u: Value, tb: Value, extra: i64) -> Value {
         // Scale by 2^a·2^b, b = min(⌈n/2⌉, n + exp_shift), a = n − b: for n above the clamp's
         // each factor is normal, the first product is exact and the second rounds once (to a
         // subnormal or to infinity where it must). At the clamp's n, 2^b has exponent bits 0:
         // it is +0, and the result 0 comes without an operation on subnormals, which x86 runs
         // as a microcode assist (a row of logits 10^3 apart: every exponential below the clamp).
         // Integers here are n plus half the magic constant's bits (see `pow2_from_bits`).
-        let tb = self.int_bits(red.t);
         let half_n = self.b.ins().ushr_imm_u(tb, 1);
         let ceil_half = self.b.ins().isub(tb, half_n);
         let magic_half = if self.k.lane == types::F32 {

@@ -88,8 +88,8 @@ fn from_ord64(k: i128) -> f64 {
 fn range(func: Func, is_f32: bool) -> (f64, f64) {
     let max = if is_f32 { f64::from(f32::MAX) } else { f64::MAX };
     match (func, is_f32) {
-        (Func::Exp, true) => (-104.0, 89.0),
-        (Func::Exp, false) => (-746.0, 710.0),
+        (Func::Exp | Func::ExpDw, true) => (-104.0, 89.0),
+        (Func::Exp | Func::ExpDw, false) => (-746.0, 710.0),
         (Func::Log, _) => (0.0, max),
         (Func::Log1p, _) => (-1.0, max),
         (Func::Expm1, true) => (-20.0, 89.0),
@@ -110,7 +110,7 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
 /// A range where the algorithm's cases meet (reduction boundaries, cancellation), sampled densely.
 fn focus(func: Func) -> (f64, f64) {
     match func {
-        Func::Exp | Func::Expm1 => (-2.0, 2.0),
+        Func::Exp | Func::ExpDw | Func::Expm1 => (-2.0, 2.0),
         Func::Log => (0.25, 4.0),
         Func::Log1p => (-0.75, 2.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
@@ -188,7 +188,7 @@ fn samples32(func: Func, n: usize, seed: u64) -> Vec<f32> {
 fn ref32(func: Func, x: f32) -> f64 {
     let x = f64::from(x);
     match func {
-        Func::Exp => x.exp(),
+        Func::Exp | Func::ExpDw => x.exp(),
         Func::Log => x.ln(),
         Func::Log1p => x.ln_1p(),
         Func::Expm1 => x.exp_m1(),
@@ -219,7 +219,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
         return Err(f64::NAN);
     }
     match func {
-        Func::Exp => {
+        Func::Exp | Func::ExpDw => {
             if x > 710.0 {
                 Err(f64::INFINITY)
             } else if x < -746.0 {
@@ -522,6 +522,8 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
         if is_f32 { (f64::from(f32::from_bits(1)), f64::from(f32::MIN_POSITIVE)) } else { (5e-324, f64::MIN_POSITIVE) };
     let mut t = vec![(nan, nan)];
     match func {
+        // `exp_dw` has two operands: `exp_dw_of_row_differences` checks its special rows.
+        Func::ExpDw => {}
         Func::Exp => {
             t.extend([
                 (0.0, 1.0),
@@ -824,4 +826,52 @@ fn f32_exhaustive() {
     }
     println!("{report}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `exp_dw(hi, lo)` for the row split's differences `x − m` (x ≤ m, TwoSum-split), through the
+/// compiled scalar routines the kernels and the kernel interpreter share, against
+/// `e^(x − m)` computed from the exact difference: within 1 ulp like `exp`; `x = −inf` (a NaN
+/// rounding term) gives 0, `x = m` gives 1, NaN gives NaN.
+#[test]
+fn exp_dw_of_row_differences() {
+    use crate::jit::{abi::ScalarFns, mathlib};
+    use crate::math::two_diff;
+    use cranelift_codegen::ir::types;
+    let addr = |ty| mathlib::address(Func::ExpDw, ty).expect("exp_dw compiles");
+    let fns = ScalarFns::new(&[], &[], (addr(types::F32), addr(types::F64)));
+    let n = if long_run() { 10_000_000 } else { 400_000 };
+    let mut rng = Rng(0x5eed_e8d0);
+    let (mut s32, mut s64) = (Stats::default(), Stats::default());
+    for i in 0..n {
+        // Row maxima from ±20 up to ±2·10^5 (f32) or ±2·10^7 (f64), differences to e^−110
+        // (f32, below the subnormals) and e^−760 (f64); every 16th x right at the max.
+        let scale = 10f64.powf(4.0 * rng.unit());
+        let m = (2.0 * rng.unit() - 1.0) * 20.0 * scale;
+        let d = if i % 16 == 0 { 0.0 } else { rng.unit() };
+        let (m32, x32) = ((m as f32), ((m - 110.0 * d) as f32));
+        let (hi, lo) = two_diff(x32, m32);
+        let exact = reference::exp(f64::from(x32) - f64::from(m32)).to_f64();
+        s32.add(f64::from(x32) - f64::from(m32), err32((fns.exp_dw_f32)(hi, lo), exact));
+        let m64 = m * 100.0;
+        let x64 = m64 - 760.0 * d;
+        let (hi, lo) = two_diff(x64, m64);
+        let e = reference::exp(hi);
+        let exact = reference::Scaled { m: e.m.mul(reference::Dd::new(1.0).add(reference::Dd::new(lo))), e: e.e };
+        s64.add(x64 - m64, err64((fns.exp_dw_f64)(hi, lo), Ok(exact)));
+    }
+    println!("{}\n{}", s32.row("exp_dw f32 (scalar routine)"), s64.row("exp_dw f64 (scalar routine)"));
+    assert!(s32.max_ulp <= MAX_ULP, "{}", s32.row("exp_dw f32"));
+    assert!(s64.max_ulp <= MAX_ULP, "{}", s64.row("exp_dw f64"));
+    // Special rows: a −inf entry, the max itself, NaN.
+    for m in [0.0f32, -3.5, 1e4] {
+        let (hi, lo) = two_diff(f32::NEG_INFINITY, m);
+        assert_eq!((fns.exp_dw_f32)(hi, lo).to_bits(), 0f32.to_bits(), "e^(−inf − {m})");
+        let (hi, lo) = two_diff(m, m);
+        assert_eq!((fns.exp_dw_f32)(hi, lo), 1.0, "e^({m} − {m})");
+        let (hi, lo) = two_diff(f64::NEG_INFINITY, f64::from(m));
+        assert_eq!((fns.exp_dw_f64)(hi, lo).to_bits(), 0f64.to_bits(), "e^(−inf − {m})");
+        let (hi, lo) = two_diff(f64::from(m), f64::from(m));
+        assert_eq!((fns.exp_dw_f64)(hi, lo), 1.0, "e^({m} − {m})");
+    }
+    assert!((fns.exp_dw_f32)(f32::NAN, 0.0).is_nan() && (fns.exp_dw_f64)(f64::NAN, f64::NAN).is_nan());
 }
