@@ -1682,7 +1682,8 @@ pub(crate) fn needed(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
     reachable(g, std::iter::once(roots.wl).chain(stores))
 }
 
-/// The nodes `from` reach (themselves included), by index.
+/// The nodes `from` reach (themselves included), by index, through the value argument only
+/// of `straight_through`.
 pub(crate) fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Vec<bool> {
     let mut reach = vec![false; g.len()];
     for n in from {
@@ -1690,7 +1691,11 @@ pub(crate) fn reachable(g: &Graph, from: impl IntoIterator<Item = NodeId>) -> Ve
     }
     for i in (0..g.len()).rev() {
         if reach[i] {
-            for c in g.node(NodeId(i as u32)).children() {
+            let node = g.node(NodeId(i as u32));
+            // `straight_through(v, s)` has the value of v: s only carries derivatives,
+            // which are nodes of their own by now.
+            let value_args = if node.op == Op::StraightThrough { &node.children()[..1] } else { node.children() };
+            for c in value_args {
                 reach[c.index()] = true;
             }
         }

@@ -47,6 +47,8 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
                 origin.insert(b, id);
                 b
             }
+            // The value of v (`reachable` leaves s out).
+            Op::StraightThrough => args[0],
             Op::Softmax => log_softmax_or_softmax(&mut out, args[0], true),
             Op::LogSoftmax => log_softmax(&mut out, args[0]),
             Op::RowLogSumExp => logsumexp(&mut out, args[0]),
