@@ -683,3 +683,55 @@ fn trigonometric_and_hyperbolic_kernels_match_bit_for_bit() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Class values over a row value (two or more of them, as in the cosine term and a
+/// normalized vector) are products by the row's reciprocal where that is a normal number,
+/// and the optimized kernels run a copy of the pass without the divisions on such rows
+/// (`prepare::div_by_row`, `codegen`'s split passes): both tiers give the kernel
+/// interpreter's bits on rows of every kind in one call, norms in range, subnormal, huge,
+/// zero, infinite and NaN.
+#[test]
+fn row_divisions_split_on_the_reciprocal_range_bit_for_bit() {
+    let c = 7;
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut rng_state = 0x9e37_79b9_u64;
+    let mut next = || {
+        rng_state = rng_state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((rng_state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    };
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let (tiny, huge) = if dtype == Dtype::F32 { (1e-40, 6e37) } else { (1e-310, 3e307) };
+        a.clear();
+        b.clear();
+        for (sa, sb) in [(1.0, 1.0), (tiny, 1.0), (1.0, huge), (0.0, 2.0), (huge, tiny), (1.0, 1e-3), (3.0, 1.0)] {
+            for _ in 0..c {
+                a.push(sa * next());
+                b.push(sb * next());
+            }
+        }
+        // Special rows: an infinity, a NaN.
+        a.extend((0..c).map(|i| if i == 2 { f64::INFINITY } else { next() }));
+        b.extend((0..c).map(|_| next()));
+        a.extend((0..c).map(|_| next()));
+        b.extend((0..c).map(|i| if i == 5 { f64::NAN } else { next() }));
+        let rows = a.len() / c;
+        let data = [
+            ("a".to_string(), Array { shape: vec![rows, c], data: a.clone() }),
+            ("b".to_string(), Array { shape: vec![rows, c], data: b.clone() }),
+        ];
+        let refs: Vec<(&str, &Array)> = data.iter().map(|(n, x)| (n.as_str(), x)).collect();
+        let mut failures = Vec::new();
+        for f in ["1 - sum(a*b)/(norm(a)*norm(b))", "n = norm(a)\nsum((a/n - b)^2) + sum(a*b)/n"] {
+            let src = format!("pred a[C]\npred b[C]\n{f}");
+            let opts = EvalOptions { reduce: Some(ReduceMode::None), grad: true, hess: false, upstream: None };
+            let prog = compile(&src, &options(dtype, Vec::new(), false)).expect("compiles");
+            for jit in both_tiers(&prog, &refs, &opts) {
+                if let Some(d) = compare(&jit, &prog, &data, &opts, &[0]) {
+                    failures.push(format!("{dtype:?} {f:?}: {d}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

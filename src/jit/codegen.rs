@@ -112,6 +112,12 @@ struct PassPlan {
     /// the pass is used only on one side of a `where` on one of them, so a row where none
     /// has its value skips the pass. Empty: the pass always runs.
     guard: Vec<(NodeId, bool)>,
+    /// Row conditions known before the pass that `where`s among its class values select on,
+    /// tests that only extreme values fail ([`is_range_test`]; optimized tier): the pass is
+    /// emitted twice, a copy for rows where they all hold, which takes the first side of those
+    /// `where`s without computing the second, and the general copy; a row runs one of them.
+    /// Empty: one copy.
+    split: Vec<NodeId>,
 }
 
 /// Where a node's value is needed (see `Translator::guards`).
@@ -1111,6 +1117,7 @@ impl<'a> Translator<'a> {
                 class_stores: Vec::new(),
                 loss_here: false,
                 guard: Vec::new(),
+                split: Vec::new(),
             })
             .collect();
         let mut seeds: Vec<Vec<NodeId>> = vec![Vec::new(); n_passes + 1];
@@ -1189,6 +1196,22 @@ impl<'a> Translator<'a> {
             }
             if guarded {
                 plan.guard = guard;
+            }
+        }
+        if !self.quick {
+            for (p, plan) in plans.iter_mut().enumerate().skip(1) {
+                if !plan.guard.is_empty() {
+                    continue;
+                }
+                for i in 0..n {
+                    let node = g.node(NodeId(i as u32));
+                    let c = node.args[0];
+                    let here = plan.want[i] && g.kind(NodeId(i as u32)) == Kind::Class;
+                    let before = node.op == Op::Where && g.kind(c) == Kind::Row && pass[c.index()] < p;
+                    if here && before && is_range_test(g, c) && !plan.split.contains(&c) {
+                        plan.split.push(c);
+                    }
+                }
             }
         }
         (plans, slots)
@@ -1272,8 +1295,10 @@ impl<'a> Translator<'a> {
         }
         for p in 0..=n_passes {
             if p > 0 {
-                if ctx.plans[p].guard.is_empty() {
-                    self.class_pass(p, base, ctx, &mut row_vals, acc, c_var, valid);
+                if !ctx.plans[p].split.is_empty() {
+                    self.split_pass(p, base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
+                } else if ctx.plans[p].guard.is_empty() {
+                    self.class_pass(p, None, base, ctx, &mut row_vals, acc, c_var, valid);
                 } else {
                     self.guarded_pass(p, base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
                 }
@@ -1355,7 +1380,7 @@ impl<'a> Translator<'a> {
             });
         }
         let Some(cond) = any else {
-            self.class_pass(p, base, ctx, row_vals, acc, c_var, valid);
+            self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
             return;
         };
         let run = self.b.create_block();
@@ -1365,7 +1390,7 @@ impl<'a> Translator<'a> {
         let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
         self.b.ins().brif(cond, run, &[], skip, &[]);
         self.b.switch_to_block(run);
-        self.class_pass(p, base, ctx, row_vals, acc, c_var, valid);
+        self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
         let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, row_vals).into()).collect();
         self.b.ins().jump(merge, &args);
         self.b.switch_to_block(skip);
@@ -1376,6 +1401,107 @@ impl<'a> Translator<'a> {
         for (r, v) in reductions.iter().zip(params) {
             row_vals.insert(*r, v);
         }
+    }
+
+    /// [`Self::class_pass`] emitted twice (see [`PassPlan::split`]): a copy for rows where
+    /// every split condition holds, taking the first side of the `where`s on them without
+    /// computing the second, and the general copy for the other rows. Same bits as the
+    /// selects.
+    #[allow(clippy::too_many_arguments)]
+    fn split_pass(
+        &mut self,
+        p: usize,
+        base: Value,
+        ctx: &RowCtx<'_>,
+        row_vals: &mut HashMap<NodeId, Value>,
+        row_masks: &mut HashMap<NodeId, Value>,
+        acc: &[Variable],
+        c_var: Variable,
+        valid: Option<Value>,
+    ) {
+        let conds = ctx.plans[p].split.clone();
+        let mut all: Option<Value> = None;
+        for c in &conds {
+            let mask = match row_masks.get(c) {
+                Some(m) => *m,
+                None => {
+                    let x = self.row_value(*c, row_vals);
+                    self.nonzero(x)
+                }
+            };
+            all = Some(match all {
+                Some(a) => self.b.ins().band(a, mask),
+                None => mask,
+            });
+        }
+        let Some(all) = all else {
+            self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
+            return;
+        };
+        let fast = self.b.create_block();
+        let general = self.b.create_block();
+        let merge = self.b.create_block();
+        let reductions = ctx.plans[p].reductions.clone();
+        let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        self.b.ins().brif(all, fast, &[], general, &[]);
+        for (block, choose) in [(fast, Some(conds.as_slice())), (general, None)] {
+            self.b.switch_to_block(block);
+            let mut vals = row_vals.clone();
+            self.class_pass(p, choose, base, ctx, &mut vals, acc, c_var, valid);
+            let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, &vals).into()).collect();
+            self.b.ins().jump(merge, &args);
+        }
+        self.b.switch_to_block(merge);
+        for (r, v) in reductions.iter().zip(params) {
+            row_vals.insert(*r, v);
+        }
+    }
+
+    /// The class nodes pass `p` computes where every condition of `conds` holds: the plan's,
+    /// less those only the second side of a `where` on one of them needs.
+    fn want_under(&self, p: usize, ctx: &RowCtx<'_>, conds: &[NodeId]) -> Vec<bool> {
+        let g = self.g;
+        let plan = &ctx.plans[p];
+        let n = g.len();
+        let mut want = vec![false; n];
+        let class = |id: NodeId| g.kind(id) == Kind::Class;
+        for r in &plan.reductions {
+            let a = g.node(*r).args[0];
+            want[a.index()] = class(a);
+        }
+        for k in &plan.class_stores {
+            let node = self.layout.stores[*k].0;
+            want[node.index()] = class(node);
+        }
+        if plan.loss_here {
+            want[ctx.roots.wl.index()] = true;
+        }
+        for i in 0..n {
+            if ctx.slots[i].is_some() && ctx.pass[i] == p {
+                want[i] = true;
+            }
+        }
+        for i in (0..n).rev() {
+            let id = NodeId(i as u32);
+            if !want[i] || !plan.want[i] || (ctx.pass[i] < p && ctx.slots[i].is_some()) {
+                continue;
+            }
+            let node = g.node(id);
+            if node.op == Op::Where && conds.contains(&node.args[0]) {
+                let side = node.args[1];
+                want[side.index()] = class(side);
+                continue;
+            }
+            for ch in node.children() {
+                if class(*ch) {
+                    want[ch.index()] = true;
+                }
+            }
+        }
+        for (w, pw) in want.iter_mut().zip(&plan.want) {
+            *w &= *pw;
+        }
+        want
     }
 
     fn row_value(&mut self, id: NodeId, row_vals: &HashMap<NodeId, Value>) -> Value {
@@ -1415,9 +1541,11 @@ impl<'a> Translator<'a> {
 
     /// One loop over the classes of the row for pass `p`.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn class_pass(
         &mut self,
         p: usize,
+        choose: Option<&[NodeId]>,
         base: Value,
         ctx: &RowCtx<'_>,
         row_vals: &mut HashMap<NodeId, Value>,
@@ -1428,8 +1556,10 @@ impl<'a> Translator<'a> {
         let g = self.g;
         let roots = ctx.roots;
         let plan = &ctx.plans[p];
-        let (want, reductions, class_stores, loss_here) =
-            (&plan.want, plan.reductions.clone(), plan.class_stores.clone(), plan.loss_here);
+        let chosen_want = choose.map(|conds| self.want_under(p, ctx, conds));
+        let want = chosen_want.as_ref().unwrap_or(&plan.want);
+        let (reductions, class_stores, loss_here) =
+            (plan.reductions.clone(), plan.class_stores.clone(), plan.loss_here);
         // Class values kept in scratch: loaded here when an earlier pass made them, stored
         // here when this pass makes them for a later one.
         let kept: Vec<(usize, bool)> =
@@ -1540,8 +1670,15 @@ impl<'a> Translator<'a> {
                             }
                         }
                         op => {
-                            let args: Vec<Value> = node
-                                .children()
+                            // A `where` on the condition this copy of the pass is for reads
+                            // only its side (the other is not computed here).
+                            let children = match choose {
+                                Some(conds) if op == Op::Where && conds.contains(&node.args[0]) => {
+                                    std::slice::from_ref(&node.args[1])
+                                }
+                                _ => node.children(),
+                            };
+                            let args: Vec<Value> = children
                                 .iter()
                                 .map(|a| match g.kind(*a) {
                                     Kind::Class => vals[a],
@@ -1555,7 +1692,11 @@ impl<'a> Translator<'a> {
                                     }
                                 })
                                 .collect();
-                            t.node_op(op, node.children(), &args, &mut masks, id)
+                            if children.len() == 1 && op == Op::Where {
+                                args[0]
+                            } else {
+                                t.node_op(op, node.children(), &args, &mut masks, id)
+                            }
                         }
                     };
                     if slot != usize::MAX {
@@ -1724,6 +1865,22 @@ const SPLIT_SAVES: usize = 3;
 fn is_finiteness_test(g: &Graph, id: NodeId) -> bool {
     let node = g.node(id);
     node.op == Op::Lt && g.constant(node.args[1]) == Some(f64::INFINITY)
+}
+
+/// A test that only extreme values fail: a finiteness test, `abs(x) >= c` with `0 < c ≤
+/// 2^-126`, `abs(x) <= c` with `2^126 ≤ c < inf` (`prepare`'s test that a reciprocal is a
+/// normal number), or a conjunction of such tests.
+fn is_range_test(g: &Graph, id: NodeId) -> bool {
+    let node = g.node(id);
+    let [a, b, _] = node.args;
+    let of_abs = || g.node(a).op == Op::Abs;
+    let c = || g.constant(b).unwrap_or(f64::NAN);
+    match node.op {
+        Op::And => is_range_test(g, a) && is_range_test(g, b),
+        Op::Ge => of_abs() && c() > 0.0 && c() <= 2f64.powi(-126),
+        Op::Le => of_abs() && c() >= 2f64.powi(126) && c() < f64::INFINITY,
+        _ => is_finiteness_test(g, id),
+    }
 }
 
 /// Splits an element body whose selects on finiteness tests keep costly fallbacks (an

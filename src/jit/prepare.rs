@@ -31,6 +31,17 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
     let mut map: Vec<NodeId> = vec![NodeId::NONE; g.len()];
     let mut gathers: HashMap<(NodeId, NodeId), NodeId> = HashMap::new();
     let mut origin = HashMap::new();
+    // Class values divided by each row value: with two or more, one reciprocal per row
+    // replaces divisions per class (`div_by_row`); with one, the row's reciprocal, range
+    // test and branch cost about what they save at small C.
+    let mut row_divisions = vec![0u32; g.len()];
+    for i in (0..g.len()).filter(|i| reach[*i]) {
+        let node = g.node(NodeId(i as u32));
+        let [x, n, _] = node.args;
+        if node.op == Op::Div && g.kind(x) == Kind::Class && g.kind(n) == Kind::Row {
+            row_divisions[n.index()] += 1;
+        }
+    }
     for i in 0..g.len() {
         if !reach[i] {
             continue;
@@ -92,6 +103,10 @@ pub(crate) fn prepare(g: &Graph, roots: &[NodeId], seed_uniform: bool) -> Prepar
             Op::Add => add_selects(&mut out, args[0], args[1], false),
             Op::Sub => add_selects(&mut out, args[0], args[1], true),
             Op::Where => select_factored(&mut out, args[0], args[1], args[2]),
+            // Class values over a row value: one reciprocal per row, products per class.
+            Op::Div if row_divisions[node.args[1].index()] >= 2 && out.kind(args[0]) == Kind::Class => {
+                div_by_row(&mut out, args[0], args[1])
+            }
             op => out.add(op, &args),
         };
     }
@@ -137,6 +152,30 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
     // x − m is −inf or NaN, `e` is 0 or NaN (exp_dw drops the NaN rounding term), the
     // rounding terms of the log form are dropped as NaN, and `total` is finite (ties − 1).
     split
+}
+
+/// `x / n` for a row value `n`: `x·(1/n)` where `1/n` is a normal number (one division per
+/// row, products per class: a vector division issues 4–8 times slower than a product),
+/// `x / n` elsewhere (|n| below the least normal, whose reciprocal overflows; above
+/// 2^(emax − 1), whose reciprocal is subnormal; 0, ±inf, NaN). The optimized tier branches
+/// on that row condition (`codegen`'s split passes), so a row computes one of the two.
+/// Within one ulp of the quotient (two roundings: the reciprocal and the product).
+fn div_by_row(g: &mut Graph, x: NodeId, n: NodeId) -> NodeId {
+    let (min_normal, big) = match g.dtype {
+        Dtype::F32 => (f64::from(f32::MIN_POSITIVE), 2f64.powi(126)),
+        Dtype::F64 => (f64::MIN_POSITIVE, 2f64.powi(1022)),
+    };
+    let an = g.un(Op::Abs, n);
+    let lo = g.cst(min_normal);
+    let hi = g.cst(big);
+    let above = g.bin(Op::Ge, an, lo);
+    let below = g.bin(Op::Le, an, hi);
+    let normal = g.bin(Op::And, above, below);
+    let one = g.cst(1.0);
+    let inv = g.bin(Op::Div, one, n);
+    let fast = g.bin(Op::Mul, x, inv);
+    let exact = g.bin(Op::Div, x, n);
+    g.select(normal, fast, exact)
 }
 
 /// `(x, k)` when `w` is `where(class_index == k, 0, softmax(x))` with k an index input:
