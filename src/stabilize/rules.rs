@@ -72,7 +72,7 @@ static RULES: &[Rule] = &[
     rule!("log1mexp", "S8", Stabilize, "log1p(-exp(u)) → log1mexp(u); log(-expm1(u)) → log1mexp(u)", "each form loses its digits on one side of -ln 2", log1mexp),
     rule!("log-exp", "S18", Stabilize, "log(exp(u)) → u; log1p(expm1(u)) → u", "exp overflows or underflows", log_exp),
     rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(-0.5 <= q < inf, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b and keeps a few ulps of two logs near 20 at larger ratios (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
-    rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q)), with the derivatives of -xlogy(p, q) (-p/q) where p is data", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN", kl_term),
+    rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q)), with the derivatives of -xlogy(p, q) (-p/q) where p is data", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN; the gradient -p/q needs neither regime", kl_term),
     rule!("log1p", "S5", Stabilize, "log(1 + u) → log1p(u); log(1 - u) → log1p(-u)", "1 + u absorbs a small u", log1p),
     rule!("xlogy", "S14", Stabilize, "u*log(v) → xlogy(u, v); u*log1p(v) → xlog1py(u, v) (u data: no pred)", "u = 0 with v = 0 gives 0*(-inf) = NaN; the limit is 0", xlogy),
     rule!("expm1", "S6", Stabilize, "exp(u) - 1 → expm1(u); 1 - exp(u) → -expm1(u)", "exp(u) - 1 cancels for small u", expm1),
