@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
 use cranelift_codegen::ir::{
-    AbiParam, ConstantData, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Signature,
-    UserFuncName, Value, ValueDef,
+    AbiParam, Block, ConstantData, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
+    Signature, UserFuncName, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -1366,13 +1366,7 @@ impl<'a> Translator<'a> {
         // where its value is false (row masks are 0/1 bytes from `fcmp`).
         let mut any: Option<Value> = None;
         for (c, v) in ctx.plans[p].guard.clone() {
-            let mask = match row_masks.get(&c) {
-                Some(m) => *m,
-                None => {
-                    let x = self.row_value(c, row_vals);
-                    self.nonzero(x)
-                }
-            };
+            let mask = self.row_mask(c, row_vals, row_masks);
             let lit = if v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
             any = Some(match any {
                 Some(a) => self.b.ins().bor(a, lit),
@@ -1385,9 +1379,7 @@ impl<'a> Translator<'a> {
         };
         let run = self.b.create_block();
         let skip = self.b.create_block();
-        let merge = self.b.create_block();
-        let reductions = ctx.plans[p].reductions.clone();
-        let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        let (merge, reductions, params) = self.merge_block(p, ctx);
         self.b.ins().brif(cond, run, &[], skip, &[]);
         self.b.switch_to_block(run);
         self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
@@ -1422,13 +1414,7 @@ impl<'a> Translator<'a> {
         let conds = ctx.plans[p].split.clone();
         let mut all: Option<Value> = None;
         for c in &conds {
-            let mask = match row_masks.get(c) {
-                Some(m) => *m,
-                None => {
-                    let x = self.row_value(*c, row_vals);
-                    self.nonzero(x)
-                }
-            };
+            let mask = self.row_mask(*c, row_vals, row_masks);
             all = Some(match all {
                 Some(a) => self.b.ins().band(a, mask),
                 None => mask,
@@ -1440,9 +1426,7 @@ impl<'a> Translator<'a> {
         };
         let fast = self.b.create_block();
         let general = self.b.create_block();
-        let merge = self.b.create_block();
-        let reductions = ctx.plans[p].reductions.clone();
-        let params: Vec<Value> = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        let (merge, reductions, params) = self.merge_block(p, ctx);
         self.b.ins().brif(all, fast, &[], general, &[]);
         for (block, choose) in [(fast, Some(conds.as_slice())), (general, None)] {
             self.b.switch_to_block(block);
@@ -1502,6 +1486,26 @@ impl<'a> Translator<'a> {
             *w &= *pw;
         }
         want
+    }
+
+    /// The lane mask of row condition `c` (kept from its comparison, else tested ≠ 0).
+    fn row_mask(&mut self, c: NodeId, row_vals: &HashMap<NodeId, Value>, row_masks: &HashMap<NodeId, Value>) -> Value {
+        match row_masks.get(&c) {
+            Some(m) => *m,
+            None => {
+                let x = self.row_value(c, row_vals);
+                self.nonzero(x)
+            }
+        }
+    }
+
+    /// The block where the copies of pass `p` meet, with one parameter per reduction of the
+    /// pass (each copy jumps there with its totals): the block, the reductions, the parameters.
+    fn merge_block(&mut self, p: usize, ctx: &RowCtx<'_>) -> (Block, Vec<NodeId>, Vec<Value>) {
+        let merge = self.b.create_block();
+        let reductions = ctx.plans[p].reductions.clone();
+        let params = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        (merge, reductions, params)
     }
 
     fn row_value(&mut self, id: NodeId, row_vals: &HashMap<NodeId, Value>) -> Value {
