@@ -568,8 +568,9 @@ impl Graph {
     }
 
     /// e^(hi + lo) as `math::exp_dw` (`hi ≤ 0`: a difference from a row's max): one node,
-    /// which the kernels compute as `exp` with the correction `u·lo` applied before the final
-    /// scaling, where it costs one operation and never meets a subnormal number.
+    /// which the kernels compute as `exp` with `lo·(1 + r + h)` summed into its small terms
+    /// before the one rounding and the scaling, so the correction never meets a subnormal
+    /// number (`vecmath`).
     pub fn exp_dw(&mut self, hi: NodeId, lo: NodeId) -> NodeId {
         self.bin(Op::ExpDw, hi, lo)
     }
