@@ -102,6 +102,9 @@ pub(crate) struct Roots {
 struct PassPlan {
     /// Class nodes emitted in the pass (computed, or loaded from scratch).
     want: Vec<bool>,
+    /// What the pass is for: its reductions' arguments, its class stores, W·l if
+    /// accumulated here, and the class values it keeps for later passes.
+    seeds: Vec<NodeId>,
     /// Row reductions accumulated in the pass.
     reductions: Vec<NodeId>,
     /// Class-layout stores written in the pass (indices into `Layout::stores`).
@@ -1113,6 +1116,7 @@ impl<'a> Translator<'a> {
         let mut plans: Vec<PassPlan> = (0..=n_passes)
             .map(|_| PassPlan {
                 want: vec![false; n],
+                seeds: Vec::new(),
                 reductions: Vec::new(),
                 class_stores: Vec::new(),
                 loss_here: false,
@@ -1167,6 +1171,7 @@ impl<'a> Translator<'a> {
                 }
             }
             plans[p].want = want;
+            plans[p].seeds = seeds[p].clone();
         }
         // A pass whose every result (reductions, class values kept for later passes) is
         // needed only under row conditions known before it runs is guarded by them: the
@@ -1362,18 +1367,9 @@ impl<'a> Translator<'a> {
         c_var: Variable,
         valid: Option<Value>,
     ) {
-        // Run when any condition has its value: the OR of the conditions, each flipped
-        // where its value is false (row masks are 0/1 bytes from `fcmp`).
-        let mut any: Option<Value> = None;
-        for (c, v) in ctx.plans[p].guard.clone() {
-            let mask = self.row_mask(c, row_vals, row_masks);
-            let lit = if v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
-            any = Some(match any {
-                Some(a) => self.b.ins().bor(a, lit),
-                None => lit,
-            });
-        }
-        let Some(cond) = any else {
+        // Run when any condition has its value.
+        let guard = ctx.plans[p].guard.clone();
+        let Some(cond) = self.combine_row_masks(&guard, row_vals, row_masks, false) else {
             self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
             return;
         };
@@ -1389,10 +1385,7 @@ impl<'a> Translator<'a> {
         let zero = self.fconst(0.0);
         let zeros: Vec<_> = reductions.iter().map(|_| zero.into()).collect();
         self.b.ins().jump(merge, &zeros);
-        self.b.switch_to_block(merge);
-        for (r, v) in reductions.iter().zip(params) {
-            row_vals.insert(*r, v);
-        }
+        self.enter_merge(merge, &reductions, params, row_vals);
     }
 
     /// [`Self::class_pass`] emitted twice (see [`PassPlan::split`]): a copy for rows where
@@ -1412,15 +1405,8 @@ impl<'a> Translator<'a> {
         valid: Option<Value>,
     ) {
         let conds = ctx.plans[p].split.clone();
-        let mut all: Option<Value> = None;
-        for c in &conds {
-            let mask = self.row_mask(*c, row_vals, row_masks);
-            all = Some(match all {
-                Some(a) => self.b.ins().band(a, mask),
-                None => mask,
-            });
-        }
-        let Some(all) = all else {
+        let tests: Vec<(NodeId, bool)> = conds.iter().map(|c| (*c, true)).collect();
+        let Some(all) = self.combine_row_masks(&tests, row_vals, row_masks, true) else {
             self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
             return;
         };
@@ -1435,10 +1421,7 @@ impl<'a> Translator<'a> {
             let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, &vals).into()).collect();
             self.b.ins().jump(merge, &args);
         }
-        self.b.switch_to_block(merge);
-        for (r, v) in reductions.iter().zip(params) {
-            row_vals.insert(*r, v);
-        }
+        self.enter_merge(merge, &reductions, params, row_vals);
     }
 
     /// The class nodes pass `p` computes where every condition of `conds` holds: the plan's,
@@ -1449,21 +1432,8 @@ impl<'a> Translator<'a> {
         let n = g.len();
         let mut want = vec![false; n];
         let class = |id: NodeId| g.kind(id) == Kind::Class;
-        for r in &plan.reductions {
-            let a = g.node(*r).args[0];
-            want[a.index()] = class(a);
-        }
-        for k in &plan.class_stores {
-            let node = self.layout.stores[*k].0;
-            want[node.index()] = class(node);
-        }
-        if plan.loss_here {
-            want[ctx.roots.wl.index()] = true;
-        }
-        for i in 0..n {
-            if ctx.slots[i].is_some() && ctx.pass[i] == p {
-                want[i] = true;
-            }
+        for id in &plan.seeds {
+            want[id.index()] = class(*id);
         }
         for i in (0..n).rev() {
             let id = NodeId(i as u32);
@@ -1486,6 +1456,44 @@ impl<'a> Translator<'a> {
             *w &= *pw;
         }
         want
+    }
+
+    /// The row conditions `tests` (each flipped where its value is `false`) combined by AND
+    /// (`all`) or OR, as one branch condition; `None` for no tests.
+    fn combine_row_masks(
+        &mut self,
+        tests: &[(NodeId, bool)],
+        row_vals: &HashMap<NodeId, Value>,
+        row_masks: &HashMap<NodeId, Value>,
+        all: bool,
+    ) -> Option<Value> {
+        let mut acc: Option<Value> = None;
+        for (c, v) in tests {
+            let mask = self.row_mask(*c, row_vals, row_masks);
+            // Row masks are 0/1 bytes from `fcmp`.
+            let lit = if *v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
+            acc = Some(match acc {
+                Some(a) if all => self.b.ins().band(a, lit),
+                Some(a) => self.b.ins().bor(a, lit),
+                None => lit,
+            });
+        }
+        acc
+    }
+
+    /// Continues in `merge` (from [`Self::merge_block`]), where each reduction of the pass is
+    /// the block parameter its copies jumped with.
+    fn enter_merge(
+        &mut self,
+        merge: Block,
+        reductions: &[NodeId],
+        params: Vec<Value>,
+        row_vals: &mut HashMap<NodeId, Value>,
+    ) {
+        self.b.switch_to_block(merge);
+        for (r, v) in reductions.iter().zip(params) {
+            row_vals.insert(*r, v);
+        }
     }
 
     /// The lane mask of row condition `c` (kept from its comparison, else tested ≠ 0).
