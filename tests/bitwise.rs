@@ -354,7 +354,7 @@ fn every_loss_file_matches_on_large_data_and_any_thread_count() {
 
 /// Random well-formed losses of `tests/common/gen.rs`: per element and with a class axis,
 /// f32 and f64, every reduction, sizes around the vector width, special values in half of
-/// them, with gradients and Hessians. `LOSSC_LONG=1` runs 10,000 (`LOSSC_CASES=N` sets it).
+/// them, with gradients and Hessians, through both tiers. `LOSSC_LONG=1` runs 10,000 (`LOSSC_CASES=N` sets it).
 #[test]
 fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
     let n = case_count(400, 10_000);
@@ -387,8 +387,16 @@ fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
         let data = random_inputs(&prog, n_rows, classes, &mut rng, i % 4 >= 2, i % 5 == 4);
         let upstream = (reduce == ReduceMode::None && i % 7 == 0).then(|| vec![-0.75]);
         let opts = EvalOptions { reduce: Some(reduce), grad: true, hess: i % 3 != 1, upstream };
-        if let Some(d) = compare(&jit, &prog, &data, &opts, if large { &[1, 4] } else { &[0] }) {
+        let threads: &[usize] = if large { &[1, 4] } else { &[0] };
+        if let Some(d) = compare(&jit, &prog, &data, &opts, threads) {
             failures.push(format!("case {i} {dtype:?} {reduce:?} n={n_rows} C={classes}\n{src}\n{d}"));
+            continue;
+        }
+        // The optimized tier's kernels for the variants that call compiled (row kernels
+        // there take rows two at a time).
+        jit.optimize_now().expect("optimized kernels");
+        if let Some(d) = compare(&jit, &prog, &data, &opts, threads) {
+            failures.push(format!("case {i} {dtype:?} {reduce:?} n={n_rows} C={classes} optimized\n{src}\n{d}"));
         }
     }
     let computed = COMPUTED.with(std::cell::Cell::get);
@@ -400,7 +408,8 @@ fn random_losses_match_the_kernel_interpreter_bit_for_bit() {
             started.elapsed()
         );
     }
-    assert!(computed > n * 3 / 4, "only {computed} of {n} calls computed");
+    // Each case calls the quick tier, then the optimized one.
+    assert!(computed > n * 3 / 2, "only {computed} of {} calls computed", 2 * n);
     assert!(kinds[0] > n / 5 && kinds[1] > n / 5, "losses per kind: {kinds:?}");
     assert!(failures.is_empty(), "{} of {n} random losses differ:\n{}", failures.len(), failures.join("\n\n"));
 }

@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{self, Type};
 use cranelift_codegen::ir::{
-    AbiParam, Block, ConstantData, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef,
-    Signature, UserFuncName, Value, ValueDef,
+    AbiParam, Block, BlockArg, ConstantData, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode,
+    SigRef, Signature, UserFuncName, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -155,6 +155,27 @@ struct RowCtx<'a> {
     slots: &'a [Option<usize>],
     /// Elements between scratch arrays.
     stride: Value,
+    /// Scratch arrays one row uses.
+    n_slots: usize,
+}
+
+/// One row of a row kernel as it is emitted: where it is, and what is known of it so far.
+#[derive(Clone)]
+struct RowState {
+    /// The row index.
+    r: Value,
+    /// Its first element's index (r · C).
+    base: Value,
+    /// Its start in each class input (`None` for other inputs).
+    ptrs: Vec<Option<Value>>,
+    /// Row values computed so far.
+    vals: HashMap<NodeId, Value>,
+    /// Lane masks of the row comparisons among them.
+    masks: HashMap<NodeId, Value>,
+    /// Whether every class index of the row is in range (`None`: no index inputs).
+    valid: Option<Value>,
+    /// Its first scratch array (rows emitted together keep their class values apart).
+    slot0: usize,
 }
 
 /// Generates the kernel into `module`; returns it and the number of scratch arrays of C
@@ -1084,10 +1105,41 @@ impl<'a> Translator<'a> {
         let c_var = self.b.declare_var(self.ptr);
         let begin = self.row_begin;
         let end = self.row_end;
-        let ctx = RowCtx { roots, needed: &needed, pass: &pass, plans: &plans, slots: &slots, stride };
-        self.counted_loop(begin, end, 1, r_var, false, |t, r| {
-            t.row_body(r, &ctx, n_passes, &acc, scalar_acc, c_var);
+        let n_slots = self.scratch_slots;
+        let ctx = RowCtx { roots, needed: &needed, pass: &pass, plans: &plans, slots: &slots, stride, n_slots };
+        // Optimized tier: two rows per iteration, their class loops merged, so that each
+        // iteration carries two independent dependency chains (a row's passes wait on each
+        // other's reductions: max, then the exponentials and their sum, then the gradient).
+        // Only where W·l is a row value: its sum then takes the rows in order, as one row
+        // per iteration does.
+        let pairable = roots.wl_kind == Kind::Row && n_passes > 0;
+        let pair = pairable && !self.quick;
+        // Both tiers ask for a pair's scratch: the optimized kernel that replaces the quick
+        // one then runs in the scratch the caller already has (no allocation after a call).
+        if pairable {
+            self.scratch_slots *= 2;
+        }
+        self.counted_loop(begin, end, if pair { 2 } else { 1 }, r_var, false, |t, r| {
+            let rows = if pair {
+                let one = t.iconst(1);
+                vec![r, t.b.ins().iadd(r, one)]
+            } else {
+                vec![r]
+            };
+            t.row_body(&rows, &ctx, n_passes, &acc, scalar_acc, c_var);
         });
+        if pair {
+            // The last row of an odd count.
+            let r = self.b.use_var(r_var);
+            let last = self.b.create_block();
+            let done = self.b.create_block();
+            let more = self.b.ins().icmp(IntCC::SignedLessThan, r, end);
+            self.b.ins().brif(more, last, &[], done, &[]);
+            self.b.switch_to_block(last);
+            self.row_body(&[r], &ctx, n_passes, &acc, scalar_acc, c_var);
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(done);
+        }
         self.finish(&acc);
     }
 
@@ -1262,21 +1314,11 @@ impl<'a> Translator<'a> {
         self.b.ins().iadd(self.scratch, off)
     }
 
-    fn row_body(
-        &mut self,
-        r: Value,
-        ctx: &RowCtx<'_>,
-        n_passes: usize,
-        acc: &[Variable],
-        scalar_acc: Variable,
-        c_var: Variable,
-    ) {
-        let g = self.g;
-        let (roots, needed, pass) = (ctx.roots, ctx.needed, ctx.pass);
-        let mut row_vals: HashMap<NodeId, Value> = HashMap::new();
-        let mut row_masks: HashMap<NodeId, Value> = HashMap::new();
+    /// The state of row `r` before its first pass: its start in the data, and whether its
+    /// class indices are in range; `slot0` is its first scratch array.
+    fn row_state(&mut self, r: Value, roots: &Roots, slot0: usize) -> RowState {
         let base = self.b.ins().imul(r, self.classes);
-        self.row_ptrs = (0..self.layout.n_inputs)
+        let ptrs = (0..self.layout.n_inputs)
             .map(|n| {
                 (self.g.input_kind(n as u16) == Kind::Class).then(|| {
                     let step = self.ptrs[self.layout.row_step_slot(n)];
@@ -1298,130 +1340,132 @@ impl<'a> Translator<'a> {
                 None => ok,
             });
         }
+        RowState { r, base, ptrs, vals: HashMap::new(), masks: HashMap::new(), valid, slot0 }
+    }
+
+    /// Rows `rs` (one, or two emitted together): their passes, row values, W·l and row stores.
+    fn row_body(
+        &mut self,
+        rs: &[Value],
+        ctx: &RowCtx<'_>,
+        n_passes: usize,
+        acc: &[Variable],
+        scalar_acc: Variable,
+        c_var: Variable,
+    ) {
+        let g = self.g;
+        let (roots, needed, pass) = (ctx.roots, ctx.needed, ctx.pass);
+        let mut rows: Vec<RowState> =
+            rs.iter().enumerate().map(|(k, r)| self.row_state(*r, roots, k * ctx.n_slots)).collect();
         for p in 0..=n_passes {
             if p > 0 {
                 if !ctx.plans[p].split.is_empty() {
-                    self.split_pass(p, base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
+                    self.split_pass(p, ctx, &mut rows, acc, c_var);
                 } else if ctx.plans[p].guard.is_empty() {
-                    self.class_pass(p, None, base, ctx, &mut row_vals, acc, c_var, valid);
+                    self.class_pass(p, None, ctx, &mut rows, acc, c_var);
                 } else {
-                    self.guarded_pass(p, base, ctx, &mut row_vals, &mut row_masks, acc, c_var, valid);
+                    self.guarded_pass(p, ctx, &mut rows, acc, c_var);
                 }
             }
             // Row values available after pass p.
-            for i in 0..g.len() {
-                let id = NodeId(i as u32);
-                if !needed[i] || g.kind(id) != Kind::Row || pass[i] != p {
+            for row in &mut rows {
+                self.row_ptrs.clone_from(&row.ptrs);
+                for i in 0..g.len() {
+                    let id = NodeId(i as u32);
+                    if !needed[i] || g.kind(id) != Kind::Row || pass[i] != p {
+                        continue;
+                    }
+                    let node = g.node(id);
+                    if matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) {
+                        continue; // set by the pass
+                    }
+                    let at = At { idx: row.r, vector: false };
+                    let v = match node.op {
+                        Op::Input(n) => self.load(n as usize, at),
+                        Op::Seed => self.load(self.layout.seed_slot(), at),
+                        Op::Gather => self.gather(node.args[0], node.args[1], row.r, row.base),
+                        op => {
+                            let args: Vec<Value> =
+                                node.children().iter().map(|c| self.row_value(*c, &row.vals)).collect();
+                            self.node_op(op, node.children(), &args, &mut row.masks, id)
+                        }
+                    };
+                    row.vals.insert(id, v);
+                }
+            }
+        }
+        for row in &rows {
+            if roots.wl_kind == Kind::Row {
+                let wl = self.row_value(roots.wl, &row.vals);
+                self.accumulate(&[scalar_acc], wl);
+            }
+            for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
+                if *dest == Kind::Class {
                     continue;
                 }
-                let node = g.node(id);
-                if matches!(node.op, Op::RowSum | Op::RowMax | Op::RowMin) {
-                    continue; // set by the pass
-                }
-                let at = At { idx: r, vector: false };
-                let v = match node.op {
-                    Op::Input(n) => self.load(n as usize, at),
-                    Op::Seed => self.load(self.layout.seed_slot(), at),
-                    Op::Gather => self.gather(node.args[0], node.args[1], r, base),
-                    op => {
-                        let args: Vec<Value> = node.children().iter().map(|c| self.row_value(*c, &row_vals)).collect();
-                        self.node_op(op, node.children(), &args, &mut row_masks, id)
+                let v = self.row_value(*node, &row.vals);
+                let v = match (row.valid, self.layout.stores[k].1) {
+                    (Some(ok), Store::Output) => {
+                        let zero = self.fconst(0.0);
+                        self.b.ins().select(ok, v, zero)
                     }
+                    _ => v,
                 };
-                row_vals.insert(id, v);
+                let slot = self.layout.store_slot(k);
+                self.store(slot, At { idx: row.r, vector: false }, v);
             }
-        }
-        if roots.wl_kind == Kind::Row {
-            let wl = self.row_value(roots.wl, &row_vals);
-            self.accumulate(&[scalar_acc], wl);
-        }
-        for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
-            if *dest == Kind::Class {
-                continue;
-            }
-            let v = self.row_value(*node, &row_vals);
-            let v = match (valid, self.layout.stores[k].1) {
-                (Some(ok), Store::Output) => {
-                    let zero = self.fconst(0.0);
-                    self.b.ins().select(ok, v, zero)
-                }
-                _ => v,
-            };
-            let slot = self.layout.store_slot(k);
-            self.store(slot, At { idx: r, vector: false }, v);
         }
     }
 
-    /// [`Self::class_pass`] run only on rows where one of the pass's guard conditions has
-    /// its value; elsewhere its reductions read 0 (every use of them is on the other side of
-    /// a `where` on those conditions).
-    #[allow(clippy::too_many_arguments)]
-    fn guarded_pass(
-        &mut self,
-        p: usize,
-        base: Value,
-        ctx: &RowCtx<'_>,
-        row_vals: &mut HashMap<NodeId, Value>,
-        row_masks: &mut HashMap<NodeId, Value>,
-        acc: &[Variable],
-        c_var: Variable,
-        valid: Option<Value>,
-    ) {
+    /// [`Self::class_pass`] run only when one of the pass's guard conditions has its value
+    /// in one of the rows; elsewhere its reductions read 0 (every use of them is on the other
+    /// side of a `where` on those conditions, so a row of a pair whose conditions lack their
+    /// values computes them for nothing, with the same bits).
+    fn guarded_pass(&mut self, p: usize, ctx: &RowCtx<'_>, rows: &mut [RowState], acc: &[Variable], c_var: Variable) {
         // Run when any condition has its value.
         let guard = ctx.plans[p].guard.clone();
-        let Some(cond) = self.combine_row_masks(&guard, row_vals, row_masks, false) else {
-            self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
+        let Some(cond) = self.combine_row_masks(&guard, rows, false) else {
+            self.class_pass(p, None, ctx, rows, acc, c_var);
             return;
         };
         let run = self.b.create_block();
         let skip = self.b.create_block();
-        let (merge, reductions, params) = self.merge_block(p, ctx);
+        let (merge, reductions, params) = self.merge_block(p, ctx, rows.len());
         self.b.ins().brif(cond, run, &[], skip, &[]);
         self.b.switch_to_block(run);
-        self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
-        let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, row_vals).into()).collect();
+        self.class_pass(p, None, ctx, rows, acc, c_var);
+        let args = self.merge_args(&reductions, rows);
         self.b.ins().jump(merge, &args);
         self.b.switch_to_block(skip);
         let zero = self.fconst(0.0);
-        let zeros: Vec<_> = reductions.iter().map(|_| zero.into()).collect();
+        let zeros: Vec<_> = args.iter().map(|_| zero.into()).collect();
         self.b.ins().jump(merge, &zeros);
-        self.enter_merge(merge, &reductions, params, row_vals);
+        self.enter_merge(merge, &reductions, params, rows);
     }
 
-    /// [`Self::class_pass`] emitted twice (see [`PassPlan::split`]): a copy for rows where
-    /// every split condition holds, taking the first side of the `where`s on them without
-    /// computing the second, and the general copy for the other rows. Same bits as the
+    /// [`Self::class_pass`] emitted twice (see [`PassPlan::split`]): a copy for when every
+    /// split condition holds in every row, taking the first side of the `where`s on them
+    /// without computing the second, and the general copy otherwise. Same bits as the
     /// selects.
-    #[allow(clippy::too_many_arguments)]
-    fn split_pass(
-        &mut self,
-        p: usize,
-        base: Value,
-        ctx: &RowCtx<'_>,
-        row_vals: &mut HashMap<NodeId, Value>,
-        row_masks: &mut HashMap<NodeId, Value>,
-        acc: &[Variable],
-        c_var: Variable,
-        valid: Option<Value>,
-    ) {
+    fn split_pass(&mut self, p: usize, ctx: &RowCtx<'_>, rows: &mut [RowState], acc: &[Variable], c_var: Variable) {
         let conds = ctx.plans[p].split.clone();
         let tests: Vec<(NodeId, bool)> = conds.iter().map(|c| (*c, true)).collect();
-        let Some(all) = self.combine_row_masks(&tests, row_vals, row_masks, true) else {
-            self.class_pass(p, None, base, ctx, row_vals, acc, c_var, valid);
+        let Some(all) = self.combine_row_masks(&tests, rows, true) else {
+            self.class_pass(p, None, ctx, rows, acc, c_var);
             return;
         };
         let fast = self.b.create_block();
         let general = self.b.create_block();
-        let (merge, reductions, params) = self.merge_block(p, ctx);
+        let (merge, reductions, params) = self.merge_block(p, ctx, rows.len());
         self.b.ins().brif(all, fast, &[], general, &[]);
         for (block, choose) in [(fast, Some(conds.as_slice())), (general, None)] {
             self.b.switch_to_block(block);
-            let mut vals = row_vals.clone();
-            self.class_pass(p, choose, base, ctx, &mut vals, acc, c_var, valid);
-            let args: Vec<_> = reductions.iter().map(|r| self.row_value(*r, &vals).into()).collect();
+            let mut copy = rows.to_vec();
+            self.class_pass(p, choose, ctx, &mut copy, acc, c_var);
+            let args = self.merge_args(&reductions, &copy);
             self.b.ins().jump(merge, &args);
         }
-        self.enter_merge(merge, &reductions, params, row_vals);
+        self.enter_merge(merge, &reductions, params, rows);
     }
 
     /// The class nodes pass `p` computes where every condition of `conds` holds: the plan's,
@@ -1458,61 +1502,66 @@ impl<'a> Translator<'a> {
         want
     }
 
-    /// The row conditions `tests` (each flipped where its value is `false`) combined by AND
-    /// (`all`) or OR, as one branch condition; `None` for no tests.
-    fn combine_row_masks(
-        &mut self,
-        tests: &[(NodeId, bool)],
-        row_vals: &HashMap<NodeId, Value>,
-        row_masks: &HashMap<NodeId, Value>,
-        all: bool,
-    ) -> Option<Value> {
+    /// The row conditions `tests` (each flipped where its value is `false`) of every row
+    /// combined by AND (`all`) or OR, as one branch condition; `None` for no tests.
+    fn combine_row_masks(&mut self, tests: &[(NodeId, bool)], rows: &[RowState], all: bool) -> Option<Value> {
         let mut acc: Option<Value> = None;
-        for (c, v) in tests {
-            let mask = self.row_mask(*c, row_vals, row_masks);
-            // Row masks are 0/1 bytes from `fcmp`.
-            let lit = if *v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
-            acc = Some(match acc {
-                Some(a) if all => self.b.ins().band(a, lit),
-                Some(a) => self.b.ins().bor(a, lit),
-                None => lit,
-            });
+        for row in rows {
+            for (c, v) in tests {
+                let mask = self.row_mask(*c, row);
+                // Row masks are 0/1 bytes from `fcmp`.
+                let lit = if *v { mask } else { self.b.ins().bxor_imm_u(mask, 1) };
+                acc = Some(match acc {
+                    Some(a) if all => self.b.ins().band(a, lit),
+                    Some(a) => self.b.ins().bor(a, lit),
+                    None => lit,
+                });
+            }
         }
         acc
     }
 
+    /// The arguments a copy of a pass jumps to its merge block with: each row's reductions.
+    fn merge_args(&mut self, reductions: &[NodeId], rows: &[RowState]) -> Vec<BlockArg> {
+        let mut args = Vec::with_capacity(reductions.len() * rows.len());
+        for row in rows {
+            for r in reductions {
+                args.push(self.row_value(*r, &row.vals).into());
+            }
+        }
+        args
+    }
+
     /// Continues in `merge` (from [`Self::merge_block`]), where each reduction of the pass is
     /// the block parameter its copies jumped with.
-    fn enter_merge(
-        &mut self,
-        merge: Block,
-        reductions: &[NodeId],
-        params: Vec<Value>,
-        row_vals: &mut HashMap<NodeId, Value>,
-    ) {
+    fn enter_merge(&mut self, merge: Block, reductions: &[NodeId], params: Vec<Value>, rows: &mut [RowState]) {
         self.b.switch_to_block(merge);
-        for (r, v) in reductions.iter().zip(params) {
-            row_vals.insert(*r, v);
+        let mut params = params.into_iter();
+        for row in rows {
+            for (r, v) in reductions.iter().zip(params.by_ref()) {
+                row.vals.insert(*r, v);
+            }
         }
     }
 
     /// The lane mask of row condition `c` (kept from its comparison, else tested ≠ 0).
-    fn row_mask(&mut self, c: NodeId, row_vals: &HashMap<NodeId, Value>, row_masks: &HashMap<NodeId, Value>) -> Value {
-        match row_masks.get(&c) {
+    fn row_mask(&mut self, c: NodeId, row: &RowState) -> Value {
+        match row.masks.get(&c) {
             Some(m) => *m,
             None => {
-                let x = self.row_value(c, row_vals);
+                let x = self.row_value(c, &row.vals);
                 self.nonzero(x)
             }
         }
     }
 
     /// The block where the copies of pass `p` meet, with one parameter per reduction of the
-    /// pass (each copy jumps there with its totals): the block, the reductions, the parameters.
-    fn merge_block(&mut self, p: usize, ctx: &RowCtx<'_>) -> (Block, Vec<NodeId>, Vec<Value>) {
+    /// pass and row (each copy jumps there with its totals): the block, the reductions, the
+    /// parameters (row by row).
+    fn merge_block(&mut self, p: usize, ctx: &RowCtx<'_>, n_rows: usize) -> (Block, Vec<NodeId>, Vec<Value>) {
         let merge = self.b.create_block();
         let reductions = ctx.plans[p].reductions.clone();
-        let params = reductions.iter().map(|_| self.b.append_block_param(merge, self.scalar)).collect();
+        let params = (0..reductions.len() * n_rows).map(|_| self.b.append_block_param(merge, self.scalar)).collect();
         (merge, reductions, params)
     }
 
@@ -1551,19 +1600,16 @@ impl<'a> Translator<'a> {
         self.b.ins().select(ok, v, zero)
     }
 
-    /// One loop over the classes of the row for pass `p`.
-    #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
+    /// One loop over the classes of `rows` for pass `p`: each iteration computes class c
+    /// of every row, node by node, so that the rows' dependency chains interleave.
     fn class_pass(
         &mut self,
         p: usize,
         choose: Option<&[NodeId]>,
-        base: Value,
         ctx: &RowCtx<'_>,
-        row_vals: &mut HashMap<NodeId, Value>,
+        rows: &mut [RowState],
         acc: &[Variable],
         c_var: Variable,
-        valid: Option<Value>,
     ) {
         let g = self.g;
         let roots = ctx.roots;
@@ -1577,33 +1623,36 @@ impl<'a> Translator<'a> {
         let kept: Vec<(usize, bool)> =
             (0..g.len()).map(|i| ctx.slots[i].map_or((usize::MAX, false), |s| (s, ctx.pass[i] < p))).collect();
         let stride = ctx.stride;
-        // Accumulators for the reductions: a vector and a scalar each.
-        let mut red_vars = Vec::new();
-        let mut nan_vars = Vec::new();
-        for rid in &reductions {
-            let init = match g.node(*rid).op {
-                Op::RowSum => 0.0,
-                Op::RowMax => f64::NEG_INFINITY,
-                _ => f64::INFINITY,
-            };
-            let s = self.fconst(init);
-            let v = self.splat(s);
-            let vv = self.b.declare_var(self.vector);
-            self.b.def_var(vv, v);
-            let sv = self.b.declare_var(self.scalar);
-            self.b.def_var(sv, s);
-            // max/min run on pseudo-max/min (one instruction, NaN-dropping) and collect
-            // "saw a NaN" separately, off the critical path; the result is NaN if so.
-            let mask_ty = if self.scalar == types::F32 { types::I32X4 } else { types::I64X2 };
-            let z = self.b.ins().iconst(mask_ty.lane_type(), 0);
-            let zv = self.b.ins().splat(mask_ty, z);
-            let nv = self.b.declare_var(mask_ty);
-            self.b.def_var(nv, zv);
-            let z8 = self.b.ins().iconst(types::I8, 0);
-            let ns = self.b.declare_var(types::I8);
-            self.b.def_var(ns, z8);
-            red_vars.push((vv, sv));
-            nan_vars.push((nv, ns));
+        let n_rows = rows.len();
+        // Accumulators for the reductions of each row: a vector and a scalar each.
+        let mut red_vars = vec![Vec::new(); n_rows];
+        let mut nan_vars = vec![Vec::new(); n_rows];
+        for k in 0..n_rows {
+            for rid in &reductions {
+                let init = match g.node(*rid).op {
+                    Op::RowSum => 0.0,
+                    Op::RowMax => f64::NEG_INFINITY,
+                    _ => f64::INFINITY,
+                };
+                let s = self.fconst(init);
+                let v = self.splat(s);
+                let vv = self.b.declare_var(self.vector);
+                self.b.def_var(vv, v);
+                let sv = self.b.declare_var(self.scalar);
+                self.b.def_var(sv, s);
+                // max/min run on pseudo-max/min (one instruction, NaN-dropping) and collect
+                // "saw a NaN" separately, off the critical path; the result is NaN if so.
+                let mask_ty = if self.scalar == types::F32 { types::I32X4 } else { types::I64X2 };
+                let z = self.b.ins().iconst(mask_ty.lane_type(), 0);
+                let zv = self.b.ins().splat(mask_ty, z);
+                let nv = self.b.declare_var(mask_ty);
+                self.b.def_var(nv, zv);
+                let z8 = self.b.ins().iconst(types::I8, 0);
+                let ns = self.b.declare_var(types::I8);
+                self.b.def_var(ns, z8);
+                red_vars[k].push((vv, sv));
+                nan_vars[k].push((nv, ns));
+            }
         }
         // Row values the loop reads (arguments of its class values, row values it stores).
         let mut row_inputs: Vec<NodeId> = Vec::new();
@@ -1622,12 +1671,20 @@ impl<'a> Translator<'a> {
         }
         row_inputs.sort_unstable();
         row_inputs.dedup();
-        // The row's validity as a float (1 or 0), for masking stores.
-        let valid_f = valid.map(|ok| {
-            let one = self.fconst(1.0);
-            let zero = self.fconst(0.0);
-            self.b.ins().select(ok, one, zero)
-        });
+        // Each row's validity as a float (1 or 0), for masking stores.
+        let valid_f: Vec<Option<Value>> = rows
+            .iter()
+            .map(|row| {
+                row.valid.map(|ok| {
+                    let one = self.fconst(1.0);
+                    let zero = self.fconst(0.0);
+                    self.b.ins().select(ok, one, zero)
+                })
+            })
+            .collect();
+        let bases: Vec<Value> = rows.iter().map(|row| row.base).collect();
+        let ptrs: Vec<Vec<Option<Value>>> = rows.iter().map(|row| row.ptrs.clone()).collect();
+        let slot0: Vec<usize> = rows.iter().map(|row| row.slot0).collect();
         let zero_idx = self.iconst(0);
         let classes = self.classes;
         let lanes = self.lanes;
@@ -1637,157 +1694,167 @@ impl<'a> Translator<'a> {
             let start = if vector { zero_idx } else { self.b.use_var(c_var) };
             let step = if vector { lanes } else { 1 };
             // Row values (splatted for the vector loop), computed before the loop.
-            let mut row_in: HashMap<NodeId, Value> = HashMap::with_capacity(row_inputs.len());
-            for id in &row_inputs {
-                let s = self.row_value(*id, row_vals);
-                let v = if vector { self.splat(s) } else { s };
-                row_in.insert(*id, v);
+            let mut row_in: Vec<HashMap<NodeId, Value>> = Vec::with_capacity(n_rows);
+            for row in rows.iter() {
+                let mut m = HashMap::with_capacity(row_inputs.len());
+                for id in &row_inputs {
+                    let s = self.row_value(*id, &row.vals);
+                    let v = if vector { self.splat(s) } else { s };
+                    m.insert(*id, v);
+                }
+                row_in.push(m);
             }
-            let valid_in = valid_f.map(|f| if vector { self.splat(f) } else { f });
-            let red_vars_c = red_vars.clone();
-            let nan_vars_c = nan_vars.clone();
-            let reductions_c = reductions.clone();
-            let class_stores_c = class_stores.clone();
-            let want_c = want.clone();
-            let kept_c = kept.clone();
+            let valid_in: Vec<Option<Value>> =
+                valid_f.iter().map(|f| f.map(|f| if vector { self.splat(f) } else { f })).collect();
+            let (red_vars, nan_vars) = (&red_vars, &nan_vars);
+            let (reductions, class_stores, want, kept) = (&reductions, &class_stores, want, &kept);
+            let (bases, ptrs, slot0) = (&bases, &ptrs, &slot0);
             self.counted_loop(start, classes, step, c_var, true, |t, c| {
-                let idx = t.b.ins().iadd(base, c);
-                let at = At { idx, vector };
-                let mut vals: HashMap<NodeId, Value> = HashMap::new();
-                let mut masks: HashMap<NodeId, Value> = HashMap::new();
+                let ats: Vec<At> = bases.iter().map(|b| At { idx: t.b.ins().iadd(*b, c), vector }).collect();
+                let mut vals: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
+                let mut masks: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
                 for i in 0..g.len() {
                     let id = NodeId(i as u32);
-                    if !want_c[i] || g.kind(id) != Kind::Class {
+                    if !want[i] || g.kind(id) != Kind::Class {
                         continue;
                     }
                     let node = g.node(id);
-                    let (slot, loaded) = kept_c[i];
-                    if loaded {
-                        let a = t.scratch_addr(slot, c, stride);
-                        let ty = if vector { t.vector } else { t.scalar };
-                        let v = t.b.ins().load(ty, Self::flags(), a, 0);
-                        vals.insert(id, v);
-                        continue;
-                    }
-                    let v = match node.op {
-                        Op::Input(n) => t.load_class(n as usize, c, vector),
-                        Op::Seed => t.load(t.layout.seed_slot(), at),
-                        Op::ClassIndex => {
-                            let cf = t.b.ins().fcvt_from_sint(t.scalar, c);
-                            if vector {
-                                let s = t.splat(cf);
-                                t.b.ins().fadd(s, iota_v)
-                            } else {
-                                cf
-                            }
+                    let (slot, loaded) = kept[i];
+                    for k in 0..n_rows {
+                        if loaded {
+                            let a = t.scratch_addr(slot0[k] + slot, c, stride);
+                            let ty = if vector { t.vector } else { t.scalar };
+                            let v = t.b.ins().load(ty, Self::flags(), a, 0);
+                            vals[k].insert(id, v);
+                            continue;
                         }
-                        op => {
-                            // A `where` on the condition this copy of the pass is for reads
-                            // only its side (the other is not computed here).
-                            let children = match choose {
-                                Some(conds) if op == Op::Where && conds.contains(&node.args[0]) => {
-                                    std::slice::from_ref(&node.args[1])
+                        let v = match node.op {
+                            Op::Input(n) => {
+                                t.row_ptrs.clone_from(&ptrs[k]);
+                                t.load_class(n as usize, c, vector)
+                            }
+                            Op::Seed => t.load(t.layout.seed_slot(), ats[k]),
+                            Op::ClassIndex => {
+                                let cf = t.b.ins().fcvt_from_sint(t.scalar, c);
+                                if vector {
+                                    let s = t.splat(cf);
+                                    t.b.ins().fadd(s, iota_v)
+                                } else {
+                                    cf
                                 }
-                                _ => node.children(),
-                            };
-                            let args: Vec<Value> = children
-                                .iter()
-                                .map(|a| match g.kind(*a) {
-                                    Kind::Class => vals[a],
-                                    Kind::Row => row_in[a],
-                                    Kind::Uniform => {
-                                        if vector {
-                                            t.uni_vector[a]
-                                        } else {
-                                            t.uni_scalar[a]
-                                        }
-                                    }
-                                })
-                                .collect();
-                            if children.len() == 1 && op == Op::Where {
-                                args[0]
-                            } else {
-                                t.node_op(op, node.children(), &args, &mut masks, id)
                             }
+                            op => {
+                                // A `where` on the condition this copy of the pass is for
+                                // reads only its side (the other is not computed here).
+                                let children = match choose {
+                                    Some(conds) if op == Op::Where && conds.contains(&node.args[0]) => {
+                                        std::slice::from_ref(&node.args[1])
+                                    }
+                                    _ => node.children(),
+                                };
+                                let args: Vec<Value> = children
+                                    .iter()
+                                    .map(|a| match g.kind(*a) {
+                                        Kind::Class => vals[k][a],
+                                        Kind::Row => row_in[k][a],
+                                        Kind::Uniform => {
+                                            if vector {
+                                                t.uni_vector[a]
+                                            } else {
+                                                t.uni_scalar[a]
+                                            }
+                                        }
+                                    })
+                                    .collect();
+                                if children.len() == 1 && op == Op::Where {
+                                    args[0]
+                                } else {
+                                    t.node_op(op, node.children(), &args, &mut masks[k], id)
+                                }
+                            }
+                        };
+                        if slot != usize::MAX {
+                            let a = t.scratch_addr(slot0[k] + slot, c, stride);
+                            t.b.ins().store(Self::flags(), v, a, 0);
                         }
-                    };
-                    if slot != usize::MAX {
-                        let a = t.scratch_addr(slot, c, stride);
-                        t.b.ins().store(Self::flags(), v, a, 0);
-                    }
-                    vals.insert(id, v);
-                }
-                for ((rid, (vv, sv)), (nv, ns)) in reductions_c.iter().zip(&red_vars_c).zip(&nan_vars_c) {
-                    let var = if vector { *vv } else { *sv };
-                    let x = vals[&g.node(*rid).args[0]];
-                    let a = t.b.use_var(var);
-                    let op = g.node(*rid).op;
-                    let n = match op {
-                        Op::RowSum => t.b.ins().fadd(a, x),
-                        Op::RowMax => t.pmax(a, x),
-                        _ => t.pmin(a, x),
-                    };
-                    t.b.def_var(var, n);
-                    if op != Op::RowSum {
-                        let flag = if vector { *nv } else { *ns };
-                        let nan = t.b.ins().fcmp(FloatCC::Unordered, x, x);
-                        let f = t.b.use_var(flag);
-                        let f = t.b.ins().bor(f, nan);
-                        t.b.def_var(flag, f);
+                        vals[k].insert(id, v);
                     }
                 }
-                if loss_here {
-                    let wl = vals[&roots.wl];
-                    let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
-                    t.accumulate(target, wl);
-                }
-                for k in &class_stores_c {
-                    let (node, kind, _) = t.layout.stores[*k];
-                    let mut v = match g.kind(node) {
-                        Kind::Class => vals[&node],
-                        Kind::Row => row_in[&node],
-                        Kind::Uniform if vector => t.uni_vector[&node],
-                        Kind::Uniform => t.uni_scalar[&node],
-                    };
-                    if let (Some(okf), Store::Output) = (valid_in, kind) {
-                        let ok = t.nonzero(okf);
-                        let zero = t.cst_like(0.0, v);
-                        v = t.sel(ok, v, zero);
+                for k in 0..n_rows {
+                    for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars[k]).zip(&nan_vars[k]) {
+                        let var = if vector { *vv } else { *sv };
+                        let x = vals[k][&g.node(*rid).args[0]];
+                        let a = t.b.use_var(var);
+                        let op = g.node(*rid).op;
+                        let n = match op {
+                            Op::RowSum => t.b.ins().fadd(a, x),
+                            Op::RowMax => t.pmax(a, x),
+                            _ => t.pmin(a, x),
+                        };
+                        t.b.def_var(var, n);
+                        if op != Op::RowSum {
+                            let flag = if vector { *nv } else { *ns };
+                            let nan = t.b.ins().fcmp(FloatCC::Unordered, x, x);
+                            let f = t.b.use_var(flag);
+                            let f = t.b.ins().bor(f, nan);
+                            t.b.def_var(flag, f);
+                        }
                     }
-                    let slot = t.layout.store_slot(*k);
-                    t.store(slot, at, v);
+                    if loss_here {
+                        let wl = vals[k][&roots.wl];
+                        let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
+                        t.accumulate(target, wl);
+                    }
+                    for s in class_stores {
+                        let (node, kind, _) = t.layout.stores[*s];
+                        let mut v = match g.kind(node) {
+                            Kind::Class => vals[k][&node],
+                            Kind::Row => row_in[k][&node],
+                            Kind::Uniform if vector => t.uni_vector[&node],
+                            Kind::Uniform => t.uni_scalar[&node],
+                        };
+                        if let (Some(okf), Store::Output) = (valid_in[k], kind) {
+                            let ok = t.nonzero(okf);
+                            let zero = t.cst_like(0.0, v);
+                            v = t.sel(ok, v, zero);
+                        }
+                        let slot = t.layout.store_slot(*s);
+                        t.store(slot, ats[k], v);
+                    }
                 }
             });
         }
         // Combine each reduction's lanes and its scalar tail, in a fixed order.
-        let mut totals = Vec::with_capacity(reductions.len());
-        for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars).zip(&nan_vars) {
-            let op = g.node(*rid).op;
-            let v = self.b.use_var(*vv);
-            let tail = self.b.use_var(*sv);
-            let mut total = self.b.ins().extractlane(v, 0);
-            for lane in 1..lanes as u8 {
-                let x = self.b.ins().extractlane(v, lane);
+        let mut totals = Vec::with_capacity(reductions.len() * n_rows);
+        for k in 0..n_rows {
+            for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars[k]).zip(&nan_vars[k]) {
+                let op = g.node(*rid).op;
+                let v = self.b.use_var(*vv);
+                let tail = self.b.use_var(*sv);
+                let mut total = self.b.ins().extractlane(v, 0);
+                for lane in 1..lanes as u8 {
+                    let x = self.b.ins().extractlane(v, lane);
+                    total = match op {
+                        Op::RowSum => self.b.ins().fadd(total, x),
+                        Op::RowMax => self.pmax(total, x),
+                        _ => self.pmin(total, x),
+                    };
+                }
                 total = match op {
-                    Op::RowSum => self.b.ins().fadd(total, x),
-                    Op::RowMax => self.pmax(total, x),
-                    _ => self.pmin(total, x),
+                    Op::RowSum => self.b.ins().fadd(total, tail),
+                    Op::RowMax => self.pmax(total, tail),
+                    _ => self.pmin(total, tail),
                 };
+                if op != Op::RowSum {
+                    let fv = self.b.use_var(*nv);
+                    let any_v = self.b.ins().vany_true(fv);
+                    let fs = self.b.use_var(*ns);
+                    let any = self.b.ins().bor(any_v, fs);
+                    let nan = self.fconst(f64::NAN);
+                    total = self.b.ins().select(any, nan, total);
+                }
+                totals.push((k, *rid, total));
             }
-            total = match op {
-                Op::RowSum => self.b.ins().fadd(total, tail),
-                Op::RowMax => self.pmax(total, tail),
-                _ => self.pmin(total, tail),
-            };
-            if op != Op::RowSum {
-                let fv = self.b.use_var(*nv);
-                let any_v = self.b.ins().vany_true(fv);
-                let fs = self.b.use_var(*ns);
-                let any = self.b.ins().bor(any_v, fs);
-                let nan = self.fconst(f64::NAN);
-                total = self.b.ins().select(any, nan, total);
-            }
-            totals.push((*rid, total));
         }
         // The totals cross a block boundary as block parameters. Cranelift places pure
         // values at their uses and hoists them out of a loop only as far as the loop depth
@@ -1800,11 +1867,11 @@ impl<'a> Translator<'a> {
         for _ in &totals {
             params.push(self.b.append_block_param(join, self.scalar));
         }
-        let args: Vec<_> = totals.iter().map(|(_, v)| (*v).into()).collect();
+        let args: Vec<_> = totals.iter().map(|(_, _, v)| (*v).into()).collect();
         self.b.ins().jump(join, &args);
         self.b.switch_to_block(join);
-        for ((rid, _), v) in totals.iter().zip(params) {
-            row_vals.insert(*rid, v);
+        for ((k, rid, _), v) in totals.iter().zip(params) {
+            rows[*k].vals.insert(*rid, v);
         }
     }
 }
