@@ -81,6 +81,9 @@ pub enum Command {
         /// Timed calls (default: enough for about a second, at least 5).
         #[arg(long)]
         reps: Option<usize>,
+        /// Time the formulas as written, without stability rewriting (what stabilizing costs).
+        #[arg(long)]
+        no_stabilize: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -173,12 +176,13 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             };
             eval(&mut out, &spec, &args, reduce.map(ReduceArg::mode), dtype, grad, hess, json, engine)?;
         }
-        Command::Bench { spec, args, dtype, threads, reps, json } => {
+        Command::Bench { spec, args, dtype, threads, reps, no_stabilize, json } => {
             let dtype = match dtype {
                 DtypeArg::F32 => Dtype::F32,
                 DtypeArg::F64 => Dtype::F64,
             };
-            bench(&mut out, &spec, &args, dtype, threads, reps, json)?;
+            let how = BenchHow { dtype, threads, reps, stabilize: !no_stabilize, json };
+            bench(&mut out, &spec, &args, &how)?;
         }
         Command::List => list(&mut out),
         Command::Plot { items, over, output } => crate::plot::command(&mut out, &items, &over, output.as_deref())?,
@@ -429,18 +433,22 @@ fn eval(
     Ok(())
 }
 
-fn bench(
-    out: &mut String,
-    spec: &str,
-    args: &[(String, String)],
+/// How `lossc bench` runs (its flags).
+#[derive(Clone, Copy)]
+struct BenchHow {
     dtype: Dtype,
     threads: Option<usize>,
     reps: Option<usize>,
+    /// Stability rewriting on (`--no-stabilize` turns it off).
+    stabilize: bool,
     json: bool,
-) -> Result<(), Failure> {
+}
+
+fn bench(out: &mut String, spec: &str, args: &[(String, String)], how: &BenchHow) -> Result<(), Failure> {
     use std::time::Instant;
     let src = load_source(spec)?;
-    let prog = compile_spec(&src, args, dtype, false, true)?;
+    let BenchHow { dtype, threads, reps, stabilize, json } = *how;
+    let prog = compile_spec(&src, args, dtype, false, stabilize)?;
     let arrays = input_arrays(&prog, args)?;
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let elements: usize = prog
@@ -449,7 +457,7 @@ fn bench(
         .sum();
     // Compile time: source text to a callable value-and-gradient kernel (the quick tier),
     // median of several; then the background optimizer's work for that kernel, timed here.
-    let options = CompileOptions { dtype, params: numbers(args), hessian: false, stabilize: true };
+    let options = CompileOptions { dtype, params: numbers(args), hessian: false, stabilize };
     let mut compile_times = Vec::new();
     let mut optimize_times = Vec::new();
     for _ in 0..15 {

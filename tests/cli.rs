@@ -113,6 +113,23 @@ fn json_output_shapes_and_number_forms() {
 }
 
 #[test]
+fn bench_prints_its_json_with_and_without_stability_rewriting() {
+    let dir = root();
+    for extra in [&[][..], &["--no-stabilize"][..]] {
+        let mut args = vec!["bench", "examples/squared_hinge.loss", "p=0.5,2,3", "y=1,1,-1", "--reps", "5", "--json"];
+        args.extend_from_slice(extra);
+        let out = lossc(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        for key in ["compile_us", "call_us", "optimize_us"] {
+            assert!(json[key].as_f64().is_some_and(|t| t > 0.0), "{extra:?}: {key} in {json}");
+        }
+        assert_eq!(json["elements"], 3, "{json}");
+        assert!(json["threads"].as_u64().is_some_and(|t| t >= 1), "{json}");
+    }
+}
+
+#[test]
 fn check_prints_formulas_and_stdlib_names_resolve() {
     let out = lossc(&root(), &["check", "examples/squared_hinge.loss"]);
     assert_eq!(out.status.code(), Some(0));
