@@ -72,7 +72,7 @@ static RULES: &[Rule] = &[
     rule!("log1mexp", "S8", Stabilize, "log1p(-exp(u)) → log1mexp(u); log(-expm1(u)) → log1mexp(u)", "each form loses its digits on one side of -ln 2", log1mexp),
     rule!("log-exp", "S18", Stabilize, "log(exp(u)) → u; log1p(expm1(u)) → u", "exp overflows or underflows", log_exp),
     rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(-0.5 <= q < inf, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b and keeps a few ulps of two logs near 20 at larger ratios (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
-    rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q)), with the derivatives of -xlogy(p, q) (-p/q) where p is data", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN; the gradient -p/q needs neither regime", kl_term),
+    rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q)), with the derivatives of -xlogy(p, q) (-p/q) where p is data (then with one log for both: of 1 + (p-q)/q plus its rounding error over it, or of p/q)", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN; the gradient -p/q needs neither regime", kl_term),
     rule!("log1p", "S5", Stabilize, "log(1 + u) → log1p(u); log(1 - u) → log1p(-u)", "1 + u absorbs a small u", log1p),
     rule!("xlogy", "S14", Stabilize, "u*log(v) → xlogy(u, v); u*log1p(v) → xlog1py(u, v) (u data: no pred)", "u = 0 with v = 0 gives 0*(-inf) = NaN; the limit is 0", xlogy),
     rule!("expm1", "S6", Stabilize, "exp(u) - 1 → expm1(u); 1 - exp(u) → -expm1(u)", "exp(u) - 1 cancels for small u", expm1),
@@ -571,19 +571,36 @@ fn kl_term(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let c2 = g.bin(Op::Le, p, hi);
     let near = g.bin(Op::And, c1, c2);
     let d = g.bin(Op::Sub, p, q);
-    let r = g.bin(Op::Div, d, q);
-    let l1 = g.un(Op::Log1p, r);
-    let close = g.bin(Op::Mul, p, l1);
     if data {
+        // One logarithm and one quotient for both regimes: r = (p − q)/q where near (p − q
+        // is exact there) and u = 1 + r, with r's part that 1 + r drops, c = (1 − u) + r
+        // (exact: |r| ≤ 1), added back as c/u, the way log1p is computed; r = u = p/q
+        // elsewhere. (u is r + 1 or r + 0, not a select of two sums: the simplifier would
+        // split a select of selects on one condition into two quotients.)
+        let num = g.select(near, d, p);
+        let r = g.bin(Op::Div, num, q);
+        let one = g.cst(1.0);
+        let zero = g.cst(0.0);
+        let shift = g.select(near, one, zero);
+        let u = g.bin(Op::Add, r, shift);
+        let l = g.un(Op::Log, u);
+        let e = g.bin(Op::Sub, one, u);
+        let c = g.bin(Op::Add, e, r);
+        let corr = g.bin(Op::Div, c, u);
+        let l1 = g.bin(Op::Add, l, corr);
+        let close = g.bin(Op::Mul, p, l1);
+        let far = g.bin(Op::Xlogy, p, u);
+        let value = g.select(near, close, far);
         // With p data the only derivative is ∂/∂q = −p/q, which is what −xlogy(p, q) has:
         // one division, where differentiating either regime would take three (1/(1 + r),
         // and r's quotient rule, or xlogy's p/(p/q) times (p/q)/q).
-        let far = g.bin(Op::Xlogy, p, q_over);
-        let value = g.select(near, close, far);
         let xq = g.bin(Op::Xlogy, p, q);
         let grad = g.un(Op::Neg, xq);
         return Some(g.bin(Op::StraightThrough, value, grad));
     }
+    let r = g.bin(Op::Div, d, q);
+    let l1 = g.un(Op::Log1p, r);
+    let close = g.bin(Op::Mul, p, l1);
     // p*(-log(q/p)): the same value, in a form this rule does not match again.
     let qp = g.bin(Op::Div, q, p);
     let l = g.un(Op::Log, qp);
