@@ -71,7 +71,7 @@ static RULES: &[Rule] = &[
     rule!("softplus", "S7", Stabilize, "log1p(exp(u)) → softplus(u)", "exp overflows to inf for u > 88.7 (f32) / 709.8 (f64)", softplus),
     rule!("log1mexp", "S8", Stabilize, "log1p(-exp(u)) → log1mexp(u); log(-expm1(u)) → log1mexp(u)", "each form loses its digits on one side of -ln 2", log1mexp),
     rule!("log-exp", "S18", Stabilize, "log(exp(u)) → u; log1p(expm1(u)) → u", "exp overflows or underflows", log_exp),
-    rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(-0.5 <= q < inf, log1p(q), log1p(a) - log1p(b)), q = (a - b)/(1 + b)", "the difference cancels when a ≈ b and keeps a few ulps of two logs near 20 at larger ratios (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
+    rule!("log1p-difference", "S28", Stabilize, "log1p(a) - log1p(b) → where(-0.5 <= q < inf, log1p(q), log((1 + a)/(1 + b))), q = (a - b)/(1 + b), as one log, with the derivatives of the left side", "the difference cancels when a ≈ b and keeps a few ulps of two logs near 20 at larger ratios (MSLE); log1p((a - b)/(1 + b)) keeps the digits, and the regime keeps 1 + q away from 0", log1p_difference),
     rule!("kl-term", "S28", Stabilize, "p*log(p/q) → where(q/2 <= p and p <= 2q, p*log1p((p-q)/q), xlogy(p, p/q)), with the derivatives of -xlogy(p, q) (-p/q) where p is data (then with one log for both: of 1 + (p-q)/q plus its rounding error over it, or of p/q)", "log(p/q) loses its digits when p ≈ q; p = 0 gives 0*(-inf) = NaN; the gradient -p/q needs neither regime", kl_term),
     rule!("log1p", "S5", Stabilize, "log(1 + u) → log1p(u); log(1 - u) → log1p(-u)", "1 + u absorbs a small u", log1p),
     rule!("xlogy", "S14", Stabilize, "u*log(v) → xlogy(u, v); u*log1p(v) → xlog1py(u, v) (u data: no pred)", "u = 0 with v = 0 gives 0*(-inf) = NaN; the limit is 0", xlogy),
@@ -773,11 +773,26 @@ fn log1p_difference(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let d = g.bin(Op::Sub, a, b);
     let ob = g.bin(Op::Add, one, b);
     let q = g.bin(Op::Div, d, ob);
-    let l = g.un(Op::Log1p, q);
     let above = g.bin(Op::Ge, q, half);
     let finite = g.bin(Op::Lt, q, inf);
     let near = g.bin(Op::And, above, finite);
-    Some(g.select(near, l, id))
+    // One logarithm for both regimes: log1p(q) as log(u) + c/u, u + c = 1 + q exactly (the
+    // way log1p computes), where near; log(u), u = (1 + a)/(1 + b), elsewhere (the ratio
+    // is below 1/2 or overflowed, so the log is at least ln 2 in magnitude and the three
+    // roundings of u cost it under 2^-23 absolute), where two log1p's used to be.
+    let nq = g.un(Op::Neg, q);
+    let (u1, c) = g.two_diff(one, nq);
+    let oa = g.bin(Op::Add, one, a);
+    let ratio = g.bin(Op::Div, oa, ob);
+    let u = g.select(near, u1, ratio);
+    let l = g.un(Op::Log, u);
+    let corr = g.bin(Op::Div, c, u1);
+    let zero = g.cst(0.0);
+    let corr = g.select(near, corr, zero);
+    let value = g.bin(Op::Add, l, corr);
+    // The derivatives are those of log1p(a) − log1p(b), 1/(1 + a) and −1/(1 + b), exact
+    // and stable in both regimes.
+    Some(g.bin(Op::StraightThrough, value, id))
 }
 
 /// True when `c` is ±2^-k with k ≥ 1 (a scaling that is exact away from subnormals).
