@@ -305,9 +305,6 @@ struct Translator<'a> {
     row_begin: Value,
     row_end: Value,
     classes: Value,
-    /// Row kernels: whether C ≥ lanes and C is not a multiple of lanes (an `i8`), so class
-    /// loops end with one overlapping vector instead of a scalar tail.
-    overlap: Option<Value>,
     acc_out: Value,
     /// Per-call scratch: `scratch_slots` arrays of [`scratch_stride`] elements (row kernels).
     scratch: Value,
@@ -361,7 +358,6 @@ impl<'a> Translator<'a> {
             row_begin: Value::from_u32(0),
             row_end: Value::from_u32(0),
             classes: Value::from_u32(0),
-            overlap: None,
             acc_out: Value::from_u32(0),
             scratch: Value::from_u32(0),
             scratch_slots: 0,
@@ -827,31 +823,6 @@ impl<'a> Translator<'a> {
         self.b.def_var(acc[1], s1);
     }
 
-    /// The lanes of the overlapping last vector (classes C − lanes … C − 1) whose classes the
-    /// whole vectors did not cover, as a float-vector mask: lane l ≥ lanes − C mod lanes.
-    fn new_lanes_mask(&mut self, classes: Value) -> Value {
-        let (int_ty, lane_ty) =
-            if self.scalar == types::F32 { (types::I32X4, types::I32) } else { (types::I64X2, types::I64) };
-        let rem = self.b.ins().band_imm_u(classes, self.lanes - 1);
-        let lanes_v = self.iconst(self.lanes);
-        let first = self.b.ins().isub(lanes_v, rem);
-        let first = if lane_ty == types::I32 { self.b.ins().ireduce(types::I32, first) } else { first };
-        let first = self.b.ins().splat(int_ty, first);
-        let iota: Vec<u8> = (0..self.lanes)
-            .flat_map(|l| {
-                if lane_ty == types::I32 {
-                    (l as u32).to_le_bytes().to_vec()
-                } else {
-                    (l as u64).to_le_bytes().to_vec()
-                }
-            })
-            .collect();
-        let handle = self.b.func.dfg.constants.insert(ConstantData::from(iota));
-        let iota = self.b.ins().vconst(int_ty, handle);
-        let mask = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, iota, first);
-        self.b.ins().bitcast(self.vector, MemFlagsData::new(), mask)
-    }
-
     /// A loop `for i in (start..end).step_by(step)` whose body `body` emits at `i`.
     /// Returns with the builder in the exit block.
     ///
@@ -1131,10 +1102,6 @@ impl<'a> Translator<'a> {
         let up = self.b.ins().iadd(self.classes, round);
         let mask = self.iconst(!(self.lanes - 1));
         let stride = self.b.ins().band(up, mask);
-        let rem = self.b.ins().band_imm_u(self.classes, self.lanes - 1);
-        let ragged = self.b.ins().icmp_imm_s(IntCC::NotEqual, rem, 0);
-        let enough = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, self.classes, self.lanes);
-        self.overlap = Some(self.b.ins().band(ragged, enough));
         let acc = self.new_accumulators();
         let scalar_acc = acc[acc.len() - 1];
         let r_var = self.b.declare_var(self.ptr);
@@ -1155,26 +1122,22 @@ impl<'a> Translator<'a> {
         if pairable {
             self.scratch_slots *= 2;
         }
-        self.counted_loop(begin, end, if pair { 2 } else { 1 }, r_var, false, |t, r| {
-            let rows = if pair {
-                let one = t.iconst(1);
-                vec![r, t.b.ins().iadd(r, one)]
-            } else {
-                vec![r]
-            };
-            t.row_body(&rows, &ctx, n_passes, &acc, scalar_acc, c_var);
-        });
         if pair {
-            // The last row of an odd count.
-            let r = self.b.use_var(r_var);
-            let last = self.b.create_block();
-            let done = self.b.create_block();
-            let more = self.b.ins().icmp(IntCC::SignedLessThan, r, end);
-            self.b.ins().brif(more, last, &[], done, &[]);
-            self.b.switch_to_block(last);
-            self.row_body(&[r], &ctx, n_passes, &acc, scalar_acc, c_var);
-            self.b.ins().jump(done, &[]);
-            self.b.switch_to_block(done);
+            // Rows r and r + 1 while r < end; the last row of an odd count goes with itself
+            // (computed twice, stored twice with the same values, its W·l added once), so
+            // that the kernel has one copy of the body.
+            let one = self.iconst(1);
+            let bound = self.b.ins().iadd(end, one);
+            self.counted_loop(begin, bound, 2, r_var, false, |t, r| {
+                let next = t.b.ins().iadd(r, one);
+                let repeat = t.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, next, end);
+                let second = t.b.ins().select(repeat, r, next);
+                t.row_body(&[r, second], Some(repeat), &ctx, n_passes, &acc, scalar_acc, c_var);
+            });
+        } else {
+            self.counted_loop(begin, end, 1, r_var, false, |t, r| {
+                t.row_body(&[r], None, &ctx, n_passes, &acc, scalar_acc, c_var);
+            });
         }
         self.finish(&acc);
     }
@@ -1380,9 +1343,12 @@ impl<'a> Translator<'a> {
     }
 
     /// Rows `rs` (one, or two emitted together): their passes, row values, W·l and row stores.
+    /// `repeat` (with two rows): the second is the first again, and its W·l is not added.
+    #[allow(clippy::too_many_arguments)]
     fn row_body(
         &mut self,
         rs: &[Value],
+        repeat: Option<Value>,
         ctx: &RowCtx<'_>,
         n_passes: usize,
         acc: &[Variable],
@@ -1430,10 +1396,19 @@ impl<'a> Translator<'a> {
                 }
             }
         }
-        for row in &rows {
+        for (k, row) in rows.iter().enumerate() {
             if roots.wl_kind == Kind::Row {
                 let wl = self.row_value(roots.wl, &row.vals);
-                self.accumulate(&[scalar_acc], wl);
+                match repeat.filter(|_| k == 1) {
+                    Some(again) => {
+                        let before = self.b.use_var(scalar_acc);
+                        self.accumulate(&[scalar_acc], wl);
+                        let after = self.b.use_var(scalar_acc);
+                        let total = self.b.ins().select(again, before, after);
+                        self.b.def_var(scalar_acc, total);
+                    }
+                    None => self.accumulate(&[scalar_acc], wl),
+                }
             }
             for (k, (node, _, dest)) in self.layout.stores.iter().enumerate() {
                 if *dest == Kind::Class {
@@ -1729,14 +1704,7 @@ impl<'a> Translator<'a> {
         let iota: Vec<f64> = (0..lanes).map(|l| l as f64).collect();
         let iota_v = self.vconst(&iota);
         for vector in [true, false] {
-            let start = if vector {
-                zero_idx
-            } else {
-                // After an overlapping last vector, no scalar tail.
-                let next = self.b.use_var(c_var);
-                let overlap = self.overlap.expect("set by rows_kernel");
-                self.b.ins().select(overlap, classes, next)
-            };
+            let start = if vector { zero_idx } else { self.b.use_var(c_var) };
             let step = if vector { lanes } else { 1 };
             // Row values (splatted for the vector loop), computed before the loop.
             let mut row_in: Vec<HashMap<NodeId, Value>> = Vec::with_capacity(n_rows);
@@ -1754,20 +1722,18 @@ impl<'a> Translator<'a> {
             let (red_vars, nan_vars) = (&red_vars, &nan_vars);
             let (reductions, class_stores, want, kept) = (&reductions, &class_stores, want, &kept);
             let (bases, ptrs, slot0) = (&bases, &ptrs, &slot0);
-            // The loop body at class `c`; `new_lanes` masks the lanes a sum or the loss takes
-            // (the overlapping last vector: classes the whole vectors did not cover).
-            let body = |t: &mut Self, c: Value, new_lanes: Option<Value>| {
+            self.counted_loop(start, classes, step, c_var, true, |t, c| {
                 let ats: Vec<At> = bases.iter().map(|b| At { idx: t.b.ins().iadd(*b, c), vector }).collect();
                 let mut vals: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
                 let mut masks: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
-                for i in 0..g.len() {
-                    let id = NodeId(i as u32);
-                    if !want[i] || g.kind(id) != Kind::Class {
-                        continue;
-                    }
-                    let node = g.node(id);
-                    let (slot, loaded) = kept[i];
-                    for k in 0..n_rows {
+                for k in 0..n_rows {
+                    for i in 0..g.len() {
+                        let id = NodeId(i as u32);
+                        if !want[i] || g.kind(id) != Kind::Class {
+                            continue;
+                        }
+                        let node = g.node(id);
+                        let (slot, loaded) = kept[i];
                         if loaded {
                             let a = t.scratch_addr(slot0[k] + slot, c, stride);
                             let ty = if vector { t.vector } else { t.scalar };
@@ -1834,10 +1800,7 @@ impl<'a> Translator<'a> {
                         let a = t.b.use_var(var);
                         let op = g.node(*rid).op;
                         let n = match op {
-                            Op::RowSum => {
-                                let x = new_lanes.map_or(x, |m| t.b.ins().band(x, m));
-                                t.b.ins().fadd(a, x)
-                            }
+                            Op::RowSum => t.b.ins().fadd(a, x),
                             Op::RowMax => t.pmax(a, x),
                             _ => t.pmin(a, x),
                         };
@@ -1852,7 +1815,6 @@ impl<'a> Translator<'a> {
                     }
                     if loss_here {
                         let wl = vals[k][&roots.wl];
-                        let wl = new_lanes.map_or(wl, |m| t.b.ins().band(wl, m));
                         let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
                         t.accumulate(target, wl);
                     }
@@ -1873,27 +1835,7 @@ impl<'a> Translator<'a> {
                         t.store(slot, ats[k], v);
                     }
                 }
-            };
-            self.counted_loop(start, classes, step, c_var, true, |t, c| body(t, c, None));
-            // C ≥ lanes and not a multiple: one more vector, over the last `lanes` classes,
-            // instead of a scalar tail. Stores and scratch write the same values again; sums
-            // and the loss take only the lanes of classes not yet covered; max and min take
-            // every lane (they are idempotent).
-            if vector {
-                let overlap = self.overlap.expect("set by rows_kernel");
-                let run = self.b.create_block();
-                let after = self.b.create_block();
-                self.b.ins().brif(overlap, run, &[], after, &[]);
-                self.b.switch_to_block(run);
-                self.b.seal_block(run);
-                let lanes_v = self.iconst(lanes);
-                let c0 = self.b.ins().isub(classes, lanes_v);
-                let new_lanes = self.new_lanes_mask(classes);
-                body(self, c0, Some(new_lanes));
-                self.b.ins().jump(after, &[]);
-                self.b.switch_to_block(after);
-                self.b.seal_block(after);
-            }
+            });
         }
         // Combine each reduction's lanes and its scalar tail, in a fixed order.
         let mut totals = Vec::with_capacity(reductions.len() * n_rows);
@@ -1956,9 +1898,6 @@ impl<'a> Translator<'a> {
 //   classes `c ≡ l mod lanes` of the whole vectors, in class order) and one scalar for the
 //   tail classes, then combines lane 0, lane 1, …, and the tail in that order; `max`/`min`
 //   are `a < x ? x : a` / `x < a ? x : a` from ±inf, NaN if any entry is NaN.
-//   Where C ≥ lanes and is not a multiple of them there is no scalar tail: a last vector
-//   over classes C − lanes … C − 1 adds lane l's class to lane l — for sums (and W·l) only
-//   in the lanes whose classes the whole vectors did not cover, for max/min in all.
 // - Class values are elementwise, so which pass computes them (or keeps them in scratch)
 //   does not change their bits.
 

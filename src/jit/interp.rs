@@ -436,8 +436,7 @@ impl<T: KernelReal> Kernel<'_, T> {
 
     /// A row kernel over rows `[begin, end)`: each needed node in index order (a class node
     /// over every class), row reductions in the kernels' order, W·l in lane accumulators
-    /// (class values of whole vectors and of the overlapping last one) and the scalar tail
-    /// (tail classes where C < lanes, row values).
+    /// (class values of whole vectors) and the scalar tail (tail classes, row values).
     fn rows(&self, begin: usize, end: usize, stores: &mut [Vec<T>]) -> f64 {
         let g = &self.kg.graph;
         let (c, lanes) = (self.b.classes, codegen::vector_lanes(g.dtype));
@@ -502,8 +501,6 @@ impl<T: KernelReal> Kernel<'_, T> {
                     let wl = at(&vals, roots.wl, cc).to_f64();
                     if cc < whole {
                         acc[cc % lanes] += wl;
-                    } else if overlaps(c, lanes) {
-                        acc[cc + lanes - c] += wl;
                     } else {
                         tail += wl;
                     }
@@ -538,15 +535,8 @@ impl<T: KernelReal> Kernel<'_, T> {
     }
 }
 
-/// Whether a class loop over `c` classes ends with an overlapping vector (C ≥ lanes and not
-/// a multiple of them) rather than a scalar tail (`codegen`'s class passes).
-fn overlaps(c: usize, lanes: usize) -> bool {
-    c >= lanes && !c.is_multiple_of(lanes)
-}
-
 /// A row reduction in the class pass's order: lane `l` accumulates classes `c ≡ l mod
-/// lanes` of the whole vectors, then (see [`overlaps`]) class C − lanes + l of the
-/// overlapping last vector, or else a scalar the tail; then lane 0, lane 1, …, the tail.
+/// lanes` of the whole vectors, a scalar the tail; then lane 0, lane 1, …, the tail.
 /// `max`/`min` are the NaN-dropping `a < x ? x : a` / `x < a ? x : a`, NaN if any entry is.
 fn reduce<T: Real>(op: Op, xs: &[T], lanes: usize) -> T {
     let init = match op {
@@ -566,18 +556,8 @@ fn reduce<T: Real>(op: Op, xs: &[T], lanes: usize) -> T {
     for (c, x) in xs.iter().enumerate() {
         if c < whole {
             vector[c % lanes] = step(vector[c % lanes], *x);
-        } else if !overlaps(xs.len(), lanes) {
+        } else {
             tail = step(tail, *x);
-        }
-    }
-    if overlaps(xs.len(), lanes) {
-        // The overlapping last vector: lane l takes class C − lanes + l; a sum only where
-        // that class is past the whole vectors, max and min in every lane.
-        let c0 = xs.len() - lanes;
-        for (l, x) in xs[c0..].iter().enumerate() {
-            if op != Op::RowSum || c0 + l >= whole {
-                vector[l] = step(vector[l], *x);
-            }
         }
     }
     let total = vector[1..].iter().fold(vector[0], |t, x| step(t, *x));
@@ -629,15 +609,9 @@ mod tests {
 
     #[test]
     fn reductions_combine_lanes_then_the_tail() {
-        // Two f64 lanes take classes 0, 2 and 1, 3; class 4 goes to lane 1 (the overlapping
-        // last vector covers classes 3 and 4, and the sum takes only class 4): the lanes hold
-        // 1e16 − 1e16 = 0 and 3 + 3 + 5 = 11.
+        // Two f64 lanes take classes 0, 2 and 1, 3; class 4 is the tail: the lanes hold
+        // 1e16 − 1e16 = 0 and 3 + 3 = 6, so the sum is exactly 0 + 6 + 5.
         assert_eq!(reduce(Op::RowSum, &[1e16, 3.0, -1e16, 3.0, 5.0], 2), 11.0);
-        // Lane 1's 1e16 absorbs class 4's 1 before lane 0's −1e16 cancels it: 0, where a
-        // scalar tail added last would give 1.
-        assert_eq!(reduce(Op::RowSum, &[-1e16, 1e16, 0.0, 0.0, 1.0], 2), 0.0);
-        // Fewer classes than lanes: a scalar tail.
-        assert_eq!(reduce(Op::RowSum, &[1.0, 2.0, 3.0], 4), 6.0);
         assert!(reduce(Op::RowMax, &[1.0, f64::NAN, 3.0], 2).is_nan());
         assert_eq!(reduce(Op::RowMin, &[2.0, -1.0, 3.0], 4), -1.0);
         // Signed zeros: the first of equal entries in lane order wins.
