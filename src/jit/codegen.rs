@@ -213,7 +213,6 @@ pub(crate) fn codegen(
         t.quick = quick;
         t.call_conv = module.target_config().default_call_conv;
         t.entry();
-
         if class_axis {
             t.rows_kernel(roots);
         } else {
@@ -223,7 +222,6 @@ pub(crate) fn codegen(
         if let Some(message) = t.math_error.take() {
             return Err(JitError { message });
         }
-
         let cfg = module.target_config();
         t.b.seal_all_blocks();
         t.b.finalize(cfg);
@@ -495,7 +493,6 @@ impl<'a> Translator<'a> {
         if let Some(pool) = &mut self.pool {
             return pool.float(&mut self.b, ty, x);
         }
-
         let s = self.fconst(x);
         if self.is_vector(like) {
             self.splat(s)
@@ -1723,10 +1720,11 @@ impl<'a> Translator<'a> {
             let (reductions, class_stores, want, kept) = (&reductions, &class_stores, want, &kept);
             let (bases, ptrs, slot0) = (&bases, &ptrs, &slot0);
             self.counted_loop(start, classes, step, c_var, true, |t, c| {
-                let ats: Vec<At> = bases.iter().map(|b| At { idx: t.b.ins().iadd(*b, c), vector }).collect();
-                let mut vals: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
-                let mut masks: Vec<HashMap<NodeId, Value>> = vec![HashMap::new(); n_rows];
                 for k in 0..n_rows {
+                    let at = At { idx: t.b.ins().iadd(bases[k], c), vector };
+                    let mut vals: HashMap<NodeId, Value> = HashMap::new();
+                    let mut masks: HashMap<NodeId, Value> = HashMap::new();
+                    t.row_ptrs.clone_from(&ptrs[k]);
                     for i in 0..g.len() {
                         let id = NodeId(i as u32);
                         if !want[i] || g.kind(id) != Kind::Class {
@@ -1738,15 +1736,12 @@ impl<'a> Translator<'a> {
                             let a = t.scratch_addr(slot0[k] + slot, c, stride);
                             let ty = if vector { t.vector } else { t.scalar };
                             let v = t.b.ins().load(ty, Self::flags(), a, 0);
-                            vals[k].insert(id, v);
+                            vals.insert(id, v);
                             continue;
                         }
                         let v = match node.op {
-                            Op::Input(n) => {
-                                t.row_ptrs.clone_from(&ptrs[k]);
-                                t.load_class(n as usize, c, vector)
-                            }
-                            Op::Seed => t.load(t.layout.seed_slot(), ats[k]),
+                            Op::Input(n) => t.load_class(n as usize, c, vector),
+                            Op::Seed => t.load(t.layout.seed_slot(), at),
                             Op::ClassIndex => {
                                 let cf = t.b.ins().fcvt_from_sint(t.scalar, c);
                                 if vector {
@@ -1768,7 +1763,7 @@ impl<'a> Translator<'a> {
                                 let args: Vec<Value> = children
                                     .iter()
                                     .map(|a| match g.kind(*a) {
-                                        Kind::Class => vals[k][a],
+                                        Kind::Class => vals[a],
                                         Kind::Row => row_in[k][a],
                                         Kind::Uniform => {
                                             if vector {
@@ -1782,7 +1777,7 @@ impl<'a> Translator<'a> {
                                 if children.len() == 1 && op == Op::Where {
                                     args[0]
                                 } else {
-                                    t.node_op(op, node.children(), &args, &mut masks[k], id)
+                                    t.node_op(op, node.children(), &args, &mut masks, id)
                                 }
                             }
                         };
@@ -1790,13 +1785,11 @@ impl<'a> Translator<'a> {
                             let a = t.scratch_addr(slot0[k] + slot, c, stride);
                             t.b.ins().store(Self::flags(), v, a, 0);
                         }
-                        vals[k].insert(id, v);
+                        vals.insert(id, v);
                     }
-                }
-                for k in 0..n_rows {
                     for ((rid, (vv, sv)), (nv, ns)) in reductions.iter().zip(&red_vars[k]).zip(&nan_vars[k]) {
                         let var = if vector { *vv } else { *sv };
-                        let x = vals[k][&g.node(*rid).args[0]];
+                        let x = vals[&g.node(*rid).args[0]];
                         let a = t.b.use_var(var);
                         let op = g.node(*rid).op;
                         let n = match op {
@@ -1814,14 +1807,14 @@ impl<'a> Translator<'a> {
                         }
                     }
                     if loss_here {
-                        let wl = vals[k][&roots.wl];
+                        let wl = vals[&roots.wl];
                         let target = if vector { &acc[..acc.len() - 1] } else { &acc[acc.len() - 1..] };
                         t.accumulate(target, wl);
                     }
                     for s in class_stores {
                         let (node, kind, _) = t.layout.stores[*s];
                         let mut v = match g.kind(node) {
-                            Kind::Class => vals[k][&node],
+                            Kind::Class => vals[&node],
                             Kind::Row => row_in[k][&node],
                             Kind::Uniform if vector => t.uni_vector[&node],
                             Kind::Uniform => t.uni_scalar[&node],
@@ -1832,7 +1825,7 @@ impl<'a> Translator<'a> {
                             v = t.sel(ok, v, zero);
                         }
                         let slot = t.layout.store_slot(*s);
-                        t.store(slot, ats[k], v);
+                        t.store(slot, at, v);
                     }
                 }
             });
