@@ -795,7 +795,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let zero = self.f(0.0);
         let lo = self.sel(finite, lo, zero);
         let (u, tb) = self.exp_unscaled(hi, f64::INFINITY, Some(lo));
-        self.exp_scale(u, tb, 0)
+        self.exp_scale_nonpositive(u, tb)
     }
 
     /// `e^r` of the reduced argument (`x` clamped to `[exp_lo, hi]`) before scaling by `2^n`,
@@ -850,6 +850,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let s1 = self.pow2_from_bits(a_n, extra);
         let s2 = self.pow2_from_bits(b_n, 0);
         let u = self.mul(u, s1);
+        self.mul(u, s2)
+    }
+
+    /// [`Emitter::exp_scale`] for `n ≤ 0` (an argument `≤ 0` or NaN): `u · 2^(n + exp_shift)`
+    /// then `· 2^−exp_shift`. The first factor is a normal number for every `n` above the
+    /// clamp's, where the product is exact (or, one above the clamp with `u < 1`, a subnormal
+    /// whose rounding the second product's cannot change: both give 0 unless `u > 1`); the
+    /// second product rounds once. At the clamp's `n` the first factor has exponent bits 0:
+    /// it is +0, as in `exp_scale`. One integer addition and a shift where `exp_scale` takes
+    /// nine operations for its two variable factors (a positive `n` would overflow the exponent
+    /// field from `n = bias − exp_shift` up).
+    fn exp_scale_nonpositive(&mut self, u: Value, tb: Value) -> Value {
+        let magic_bits = if self.k.lane == types::F32 {
+            i64::from((self.k.magic as f32).to_bits())
+        } else {
+            self.k.magic.to_bits() as i64
+        };
+        let n = self.i(self.k.exp_shift - magic_bits);
+        let shifted = self.b.ins().iadd(tb, n);
+        let s1 = self.pow2_from_bits(shifted, 0);
+        let u = self.mul(u, s1);
+        let s2 = self.f((-self.k.exp_shift as f64).exp2());
         self.mul(u, s2)
     }
 
