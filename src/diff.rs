@@ -60,7 +60,7 @@ pub fn add_hessians(prog: &mut Program) -> Result<(), Diagnostic> {
     let zero = g.cst(0.0);
     for d in &mut prog.derivs {
         let p = g.leaf(Op::Input(d.input), g.input_kind(d.input));
-        let mut dep_p = Dependence::new(vec![p]);
+        let mut dep_p = Dependence::tangents(vec![p]);
         let h = diag_derivative(g, d.grad, p, &mut dep_p);
         d.hess = Some(h.unwrap_or(zero));
         if g.len() > MAX_NODES {
@@ -78,11 +78,19 @@ fn too_large(n: usize) -> Diagnostic {
 struct Dependence {
     wrt: Vec<NodeId>,
     dep: Vec<bool>,
+    /// Whether `hold` passes derivatives (the Hessian's tangents) or stops them (adjoints).
+    hold_passes: bool,
 }
 
 impl Dependence {
+    /// For reverse mode: `hold` stops derivatives.
     fn new(wrt: Vec<NodeId>) -> Dependence {
-        Dependence { wrt, dep: Vec::new() }
+        Dependence { wrt, dep: Vec::new(), hold_passes: false }
+    }
+
+    /// For the Hessian's tangents: `hold` passes them.
+    fn tangents(wrt: Vec<NodeId>) -> Dependence {
+        Dependence { wrt, dep: Vec::new(), hold_passes: true }
     }
 
     fn get(&mut self, g: &Graph, id: NodeId) -> bool {
@@ -92,6 +100,7 @@ impl Dependence {
             let d = match node.op {
                 _ if self.wrt.contains(&id) => true,
                 Op::StopGradient => false,
+                Op::Hold if !self.hold_passes => false,
                 Op::StraightThrough => self.dep[node.args[1].index()],
                 op if op.is_batch() => false,
                 _ => node.children().iter().any(|c| self.dep[c.index()]),
@@ -320,6 +329,8 @@ fn local_adjoint(g: &mut Graph, v: NodeId, slot: usize, t: NodeId) -> Option<Nod
             mul(g, t2, x)
         }
         (Op::Sign | Op::Not | Op::StopGradient, _) => return None,
+        // Reached only by tangents (adjoints stop at a hold: `Dependence`).
+        (Op::Hold, _) => t,
         (Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::And | Op::Or, _) => return None,
         (Op::Add, _) => t,
         (Op::Sub, 0) => t,

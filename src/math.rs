@@ -383,7 +383,7 @@ pub fn apply_unary<T: Real>(op: Op, x: T) -> T {
         }
         Op::Square => x.mul(x),
         Op::Not => truth(!is_true(x)),
-        Op::StopGradient => x,
+        Op::StopGradient | Op::Hold => x,
         _ => x.add(T::from_f64(f64::NAN)),
     }
 }

@@ -119,6 +119,12 @@ pub enum Op {
     Not,
     /// `stop_gradient`: the value, no gradient.
     StopGradient,
+    /// `hold(x)` (internal: a rewrite's derivative surrogate): the value of x, a constant to
+    /// the gradient but not to the Hessian, whose tangents pass through it. A surrogate
+    /// built with it has the gradient its rule writes down (`Σ a·hold(g)` differentiates
+    /// to g), and, that gradient being exact as a function, the Jacobian of the gradient
+    /// graph stays the true Hessian.
+    Hold,
     /// `+`
     Add,
     /// `-`
@@ -208,8 +214,9 @@ impl Op {
         match self {
             Const(_) | Input(_) | NumClasses | ClassIndex | Seed => 0,
             Neg | Abs | Sign | Sqrt | Exp | Log | Log1p | Expm1 | Sin | Cos | Tanh | Cosh | Sinh | Sigmoid
-            | LogSigmoid | Softplus | Relu | Square | Not | StopGradient | RowSum | RowMean | RowMax | RowMin
-            | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum | Log1mexp | LogCosh => 1,
+            | LogSigmoid | Softplus | Relu | Square | Not | StopGradient | Hold | RowSum | RowMean | RowMax
+            | RowMin | RowLogSumExp | RowNorm | Softmax | LogSoftmax | BatchAll | BatchAny | BatchSum | Log1mexp
+            | LogCosh => 1,
             Add | Sub | Mul | Div | Pow | Max | Min | Xlogy | Lt | Le | Gt | Ge | Eq | Ne | And | Or
             | StraightThrough | Gather | Xlog1py | LogAddExp | Hypot | NllSoftmax | ExpDw => 2,
             Where | Clamp => 3,
@@ -281,6 +288,7 @@ impl Op {
             Square => "square",
             Not => "not",
             StopGradient => "stop_gradient",
+            Hold => "hold",
             Add => "+",
             Sub => "-",
             Mul => "*",

@@ -661,7 +661,7 @@ impl<'a> Translator<'a> {
                 let z = self.b.ins().fcmp(FloatCC::Equal, x, zero);
                 self.truth(z, x)
             }
-            Op::StopGradient | Op::StraightThrough => x,
+            Op::StopGradient | Op::Hold | Op::StraightThrough => x,
             Op::Add => self.b.ins().fadd(x, a[1]),
             Op::Sub => self.b.ins().fsub(x, a[1]),
             Op::Mul => self.b.ins().fmul(x, a[1]),
@@ -2076,6 +2076,7 @@ pub(crate) fn supported(op: Op) -> bool {
             | Square
             | Not
             | StopGradient
+            | Hold
             | Add
             | Sub
             | Mul

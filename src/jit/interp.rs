@@ -122,7 +122,7 @@ fn apply<T: KernelReal>(fns: &ScalarFns, op: Op, a: &[T]) -> T {
         Op::Xlogy if a[0] == T::ZERO && !a[1].is_nan() => T::ZERO,
         Op::Xlogy => a[0].mul(routine(MathFunc::Log, a[1])),
         Op::ExpDw => T::exp_dw(fns, a[0], a[1]),
-        Op::StopGradient | Op::StraightThrough => a[0],
+        Op::StopGradient | Op::Hold | Op::StraightThrough => a[0],
         op if op.is_elementwise() => match a.len() {
             1 => math::apply_unary(op, a[0]),
             2 => math::apply_binary(op, a[0], a[1]),

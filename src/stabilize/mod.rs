@@ -286,7 +286,7 @@ fn contains(g: &Graph, root: NodeId, id: NodeId) -> bool {
 
 /// True when child `slot` of `op` is behind a barrier (no rewrite looks through it).
 fn is_barrier(op: Op, slot: usize) -> bool {
-    matches!((op, slot), (Op::StopGradient, _) | (Op::StraightThrough, 0))
+    matches!((op, slot), (Op::StopGradient | Op::Hold, _) | (Op::StraightThrough, 0))
 }
 
 fn record(

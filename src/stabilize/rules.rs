@@ -717,7 +717,36 @@ fn one_minus_cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let d2 = g.un(Op::Square, d);
     let s = g.un(Op::RowSum, d2);
     let half = g.cst(0.5);
-    Some(g.bin(Op::Mul, half, s))
+    let value = g.bin(Op::Mul, half, s);
+    // The derivatives of v = |d|²/2, d = â − b̂, are (d − k_a·â)/|a| and −(d + k_b·b̂)/|b|
+    // with k_a = â·d and k_b = b̂·d (the projections that keep the gradient orthogonal to
+    // the vector, as computed: â·â is 1 only to its roundings, and using v for k_a costs
+    // about a bit near parallel vectors). k_b = k_a − 2v exactly over the reals, and with
+    // |k_b| ≈ v there is no cancellation: one sum for both where the quotient rule takes
+    // two, and no pass of its own. The derivatives come from the surrogate
+    // Σ a·hold(d/|a|) − hold(k_a/|a|)·|a| − Σ b·hold(d/|b|) + hold(k_b/|b|)·|b| (`Op::Hold`:
+    // a constant to the gradient, not to the Hessian, so `--hess` stays exact).
+    let (a, na) = bin(g, ua, Op::Div)?;
+    let (b, nb) = bin(g, ub, Op::Div)?;
+    let pa = g.bin(Op::Mul, ua, d);
+    let ka = g.un(Op::RowSum, pa);
+    let kb = g.bin(Op::Sub, ka, s);
+    let part = |g: &mut Graph, x: NodeId, nx: NodeId, k: NodeId| {
+        let dn = g.bin(Op::Div, d, nx);
+        let dn = g.un(Op::Hold, dn);
+        let xd = g.bin(Op::Mul, x, dn);
+        let lin = g.un(Op::RowSum, xd);
+        let kn = g.bin(Op::Div, k, nx);
+        let kn = g.un(Op::Hold, kn);
+        let radial = g.bin(Op::Mul, kn, nx);
+        (lin, radial)
+    };
+    let (la, ra) = part(g, a, na, ka);
+    let (lb, rb) = part(g, b, nb, kb);
+    let sa = g.bin(Op::Sub, la, ra);
+    let sb = g.bin(Op::Sub, rb, lb);
+    let surrogate = g.bin(Op::Add, sa, sb);
+    Some(g.bin(Op::StraightThrough, value, surrogate))
 }
 
 fn sqrt_square(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
