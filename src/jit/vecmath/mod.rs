@@ -171,6 +171,10 @@ pub(crate) enum MathFunc {
     /// clamp, its unscaled result `u` corrected to `u + u·lo` before the scaling (one
     /// operation that never meets a subnormal number; `Op::ExpDw`).
     ExpDw,
+    /// `exp` for arguments `≤ 0.34` (or NaN; `n ≤ 0` after reduction), bit for bit: without
+    /// the upper clamp and with the one-factor scaling of [`MathFunc::ExpDw`]. Kernels use it
+    /// where the graph proves the argument `≤ 0` (`−|x|` in `sigmoid`, `softplus`, ...).
+    ExpNonPositive,
 }
 
 impl MathFunc {
@@ -190,6 +194,7 @@ impl MathFunc {
             MathFunc::Sin => "sin",
             MathFunc::Cos => "cos",
             MathFunc::ExpDw => "exp_dw",
+            MathFunc::ExpNonPositive => "exp_nonpositive",
         }
     }
 
@@ -267,6 +272,10 @@ pub(crate) fn emit_math(
             }
         }
         MathFunc::ExpDw => em.exp_dw(x, args[1]),
+        MathFunc::ExpNonPositive => {
+            let (u, tb) = em.exp_unscaled(x, f64::INFINITY, None);
+            em.exp_scale_nonpositive(u, tb)
+        }
     })
 }
 

@@ -88,8 +88,8 @@ fn from_ord64(k: i128) -> f64 {
 fn range(func: Func, is_f32: bool) -> (f64, f64) {
     let max = if is_f32 { f64::from(f32::MAX) } else { f64::MAX };
     match (func, is_f32) {
-        (Func::Exp | Func::ExpDw, true) => (-104.0, 89.0),
-        (Func::Exp | Func::ExpDw, false) => (-746.0, 710.0),
+        (Func::Exp | Func::ExpDw | Func::ExpNonPositive, true) => (-104.0, 89.0),
+        (Func::Exp | Func::ExpDw | Func::ExpNonPositive, false) => (-746.0, 710.0),
         (Func::Log, _) => (0.0, max),
         (Func::Log1p, _) => (-1.0, max),
         (Func::Expm1, true) => (-20.0, 89.0),
@@ -110,7 +110,7 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
 /// A range where the algorithm's cases meet (reduction boundaries, cancellation), sampled densely.
 fn focus(func: Func) -> (f64, f64) {
     match func {
-        Func::Exp | Func::ExpDw | Func::Expm1 => (-2.0, 2.0),
+        Func::Exp | Func::ExpDw | Func::ExpNonPositive | Func::Expm1 => (-2.0, 2.0),
         Func::Log => (0.25, 4.0),
         Func::Log1p => (-0.75, 2.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
@@ -188,7 +188,7 @@ fn samples32(func: Func, n: usize, seed: u64) -> Vec<f32> {
 fn ref32(func: Func, x: f32) -> f64 {
     let x = f64::from(x);
     match func {
-        Func::Exp | Func::ExpDw => x.exp(),
+        Func::Exp | Func::ExpDw | Func::ExpNonPositive => x.exp(),
         Func::Log => x.ln(),
         Func::Log1p => x.ln_1p(),
         Func::Expm1 => x.exp_m1(),
@@ -219,7 +219,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
         return Err(f64::NAN);
     }
     match func {
-        Func::Exp | Func::ExpDw => {
+        Func::Exp | Func::ExpDw | Func::ExpNonPositive => {
             if x > 710.0 {
                 Err(f64::INFINITY)
             } else if x < -746.0 {
@@ -523,7 +523,7 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
     let mut t = vec![(nan, nan)];
     match func {
         // `exp_dw` has two operands: `exp_dw_of_row_differences` checks its special rows.
-        Func::ExpDw => {}
+        Func::ExpDw | Func::ExpNonPositive => {}
         Func::Exp => {
             t.extend([
                 (0.0, 1.0),
@@ -828,39 +828,53 @@ fn f32_exhaustive() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `exp_dw(hi, lo)` for the row split's differences `x − m` (x ≤ m, TwoSum-split), through the
-/// compiled scalar routines the kernels and the kernel interpreter share, against
-/// `e^(x − m)` computed from the exact difference: within 1 ulp like `exp`; `x = −inf` (a NaN
-/// rounding term) gives 0, `x = m` gives 1, NaN gives NaN.
-
-/// `exp_dw(x, 0)` scales by `2^(n + exp_shift)·2^−exp_shift` where `exp` takes two variable
-/// factors; both round once, so for `x ≤ 0` they agree bit for bit: near the clamp, through
-/// the subnormal results, and (f32, `LOSSC_LONG=1`) at every float in [−110, 0].
+/// `exp_dw(x, 0)` and `exp_nonpositive(x)` scale by `2^(n + exp_shift)·2^−exp_shift` where
+/// `exp` takes two variable factors; both round once, so for `x ≤ 0` they agree with `exp`
+/// bit for bit: near the clamp, through the subnormal results, up to 0.34 (the last `n = 0`),
+/// and (f32, `LOSSC_LONG=1`) at every float in [−110, 0].
 #[test]
-fn exp_dw_without_a_rounding_term_is_exp_bit_for_bit() {
+fn exp_dw_and_exp_nonpositive_are_exp_bit_for_bit() {
     use crate::jit::{abi::ScalarFns, mathlib};
     use cranelift_codegen::ir::types;
     let addr = |f, ty| mathlib::address(f, ty).expect("compiles");
     let fns = ScalarFns::new(
-        &[addr(Func::Exp, types::F32)],
-        &[addr(Func::Exp, types::F64)],
+        &[addr(Func::Exp, types::F32), addr(Func::ExpNonPositive, types::F32)],
+        &[addr(Func::Exp, types::F64), addr(Func::ExpNonPositive, types::F64)],
         (addr(Func::ExpDw, types::F32), addr(Func::ExpDw, types::F64)),
     );
     let (lo, hi) = ((-110.0f32).to_bits(), (-0.0f32).to_bits());
     let step = if long_run() { 1 } else { 997 };
+    let near_clamp = (-105.5f32).to_bits()..=(-102.5f32).to_bits();
+    let near_zero = 0..=0.34f32.to_bits();
+    let special = [f32::NEG_INFINITY, f32::NAN, -f32::MAX, -f32::MIN_POSITIVE].map(f32::to_bits);
     let mut checked = 0u64;
-    for bits in (hi..=lo).step_by(step).chain((-105.5f32).to_bits()..=(-102.5f32).to_bits()) {
+    for bits in (hi..=lo).step_by(step).chain(near_clamp).chain(near_zero.step_by(step)).chain(special) {
         let x = f32::from_bits(bits);
-        assert_eq!((fns.exp_dw_f32)(x, 0.0).to_bits(), (fns.f32[0])(x).to_bits(), "f32 e^{x}");
+        let e = (fns.f32[0])(x).to_bits();
+        assert_eq!((fns.exp_dw_f32)(x, 0.0).to_bits(), e, "f32 exp_dw at {x}");
+        assert_eq!((fns.f32[1])(x).to_bits(), e, "f32 exp_nonpositive at {x}");
         checked += 1;
     }
     let mut rng = Rng(0x5eed_0e4d);
     for i in 0..200_000 {
-        let x = if i % 2 == 0 { -746.5 + 4.0 * rng.unit() } else { -750.0 * rng.unit() };
-        assert_eq!((fns.exp_dw_f64)(x, 0.0).to_bits(), (fns.f64[0])(x).to_bits(), "f64 e^{x}");
+        let x = match i % 3 {
+            0 => -746.5 + 4.0 * rng.unit(),
+            1 => -750.0 * rng.unit(),
+            _ => 0.34 * rng.unit(),
+        };
+        let e = (fns.f64[0])(x).to_bits();
+        assert_eq!((fns.f64[1])(x).to_bits(), e, "f64 exp_nonpositive at {x}");
+        if x <= 0.0 {
+            assert_eq!((fns.exp_dw_f64)(x, 0.0).to_bits(), e, "f64 exp_dw at {x}");
+        }
     }
     println!("{checked} f32 and 200000 f64 arguments agree");
 }
+
+/// `exp_dw(hi, lo)` for the row split's differences `x − m` (x ≤ m, TwoSum-split), through the
+/// compiled scalar routines the kernels and the kernel interpreter share, against
+/// `e^(x − m)` computed from the exact difference: within 1 ulp like `exp`; `x = −inf` (a NaN
+/// rounding term) gives 0, `x = m` gives 1, NaN gives NaN.
 #[test]
 fn exp_dw_of_row_differences() {
     use crate::jit::{abi::ScalarFns, mathlib};
