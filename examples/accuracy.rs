@@ -5,11 +5,12 @@
 //!     cargo run --release --example accuracy                      # the benchmark, 2000 points each
 //!     cargo run --release --example accuracy -- --points 200 --only softplus
 //!     cargo run --release --example accuracy -- my_loss.loss     # any file: logits and labels drawn generically
+//!     cargo run --release --example accuracy -- --ill 2          # score only points with κ ≤ 2
 //!
 //! Columns, for the interpreter and then the JIT: mean and max bits of error over
 //! well-conditioned points, `exc` (the largest bits − log2 κ there: error the
 //! conditioning does not explain), `nonf` (NaN/inf where the truth is finite, all
-//! points); then `ill` (points with condition number > 2^10, left out of mean/max),
+//! points); then `ill` (points with condition number > 2^10, or `--ill K`, left out of mean/max),
 //! `noref` (no reference), and the formula as written (no stabilization) through the
 //! interpreter.
 
@@ -17,7 +18,7 @@
 mod support;
 
 use lossc::Dtype;
-use support::harness::{benchmark, measure, output_names, Engine, Formula, Gen, RowGen};
+use support::harness::{benchmark, measure_up_to, output_names, Engine, Formula, Gen, RowGen};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,12 +26,14 @@ fn main() {
     let mut only: Option<String> = None;
     let mut files = Vec::new();
     let mut worst = false;
+    let mut ill = support::harness::ILL;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--points" => points = it.next().and_then(|s| s.parse().ok()).unwrap_or(points),
             "--only" => only = it.next().cloned(),
             "--worst" => worst = true,
+            "--ill" => ill = it.next().and_then(|s| s.parse().ok()).unwrap_or(ill),
             f => files.push(f.to_string()),
         }
     }
@@ -95,7 +98,7 @@ fn main() {
         }
         let names = output_names(&f.source);
         for dtype in [Dtype::F32, Dtype::F64] {
-            let m = measure(f, dtype, points, 0x5EED);
+            let m = measure_up_to(f, dtype, points, 0x5EED, ill);
             for (o, name) in names.iter().enumerate() {
                 let (s, j) = (&m.interp[o], &m.jit[o]);
                 println!(
