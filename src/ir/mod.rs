@@ -10,7 +10,7 @@
 pub mod lower;
 pub mod print;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::math::{self, Real};
 
@@ -388,7 +388,7 @@ pub struct RowSplit {
 pub struct Graph {
     nodes: Vec<Node>,
     kinds: Vec<Kind>,
-    dedup: HashMap<Node, NodeId>,
+    dedup: FxHashMap<Node, NodeId>,
     /// How constants fold.
     pub dtype: Dtype,
     /// Kind of each input, by input number.
@@ -405,7 +405,14 @@ pub const MAX_NODES: usize = 1 << 20;
 impl Graph {
     /// An empty graph whose inputs have the given kinds.
     pub fn new(dtype: Dtype, input_kinds: Vec<Kind>) -> Graph {
-        Graph { nodes: Vec::new(), kinds: Vec::new(), dedup: HashMap::new(), dtype, input_kinds, settled: Vec::new() }
+        Graph {
+            nodes: Vec::new(),
+            kinds: Vec::new(),
+            dedup: FxHashMap::default(),
+            dtype,
+            input_kinds,
+            settled: Vec::new(),
+        }
     }
 
     /// An empty graph with the same dtype and input kinds (for passes that rebuild a graph).
