@@ -713,12 +713,20 @@ impl Graph {
     }
 
     fn simplify(&mut self, op: Op, args: &[NodeId]) -> Option<NodeId> {
-        let consts: Vec<Option<f64>> = args.iter().map(|a| self.constant(*a)).collect();
+        // (No allocation here: every node the rewriter builds passes through.)
+        let mut consts = [None; 3];
+        for (c, a) in consts.iter_mut().zip(args) {
+            *c = self.constant(*a);
+        }
+        let consts = &consts[..args.len()];
         if op.is_elementwise() && !args.is_empty() && consts.iter().all(Option::is_some) {
-            let c: Vec<f64> = consts.iter().map(|c| c.unwrap_or(f64::NAN)).collect();
+            let mut c = [f64::NAN; 3];
+            for (c, k) in c.iter_mut().zip(consts) {
+                *c = k.unwrap_or(f64::NAN);
+            }
             let v = match self.dtype {
-                Dtype::F64 => fold::<f64>(op, &c),
-                Dtype::F32 => fold::<f32>(op, &c),
+                Dtype::F64 => fold::<f64>(op, &c[..args.len()]),
+                Dtype::F32 => fold::<f32>(op, &c[..args.len()]),
             };
             return Some(self.cst(v));
         }
