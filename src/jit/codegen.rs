@@ -22,7 +22,6 @@
 // Node ids index several parallel per-node tables at once; iterator chains would hide that.
 #![allow(clippy::needless_range_loop)]
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -32,7 +31,6 @@ use cranelift_codegen::ir::{
     SigRef, Signature, UserFuncName, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
-use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module};
@@ -197,13 +195,10 @@ pub(crate) fn codegen(
         sig.params.push(AbiParam::new(ptr));
     }
     let id = module.declare_anonymous_function(&sig).map_err(JitError::module)?;
-    // This thread's last contexts, cleared, keep their allocations: a kernel compile
-    // otherwise grows every vector of the IR, the lowering and the register allocator anew.
-    let (mut ctx, mut fctx) = CONTEXTS
-        .with(|c| c.borrow_mut().take())
-        .unwrap_or_else(|| (module.make_context(), FunctionBuilderContext::new()));
+    let mut ctx = module.make_context();
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
     let scratch_slots;
     {
         let b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -245,14 +240,7 @@ pub(crate) fn codegen(
         eprintln!("{}", code.vcode.as_deref().unwrap_or("(no disassembly)"));
     }
     module.clear_context(&mut ctx);
-    CONTEXTS.with(|c| *c.borrow_mut() = Some((ctx, fctx)));
     Ok((id, scratch_slots))
-}
-
-thread_local! {
-    /// Compile contexts for reuse (see `codegen`): a context left by a failed compile is
-    /// dropped, not reused.
-    static CONTEXTS: RefCell<Option<(Context, FunctionBuilderContext)>> = const { RefCell::new(None) };
 }
 
 fn libm_of(op: Op) -> Option<Libm> {
