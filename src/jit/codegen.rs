@@ -766,7 +766,7 @@ impl<'a> Translator<'a> {
                 // Materialised only if something uses the number (dead code otherwise).
                 self.truth(m, args[0])
             }
-            None if op == Op::Exp && at_most_zero(self.g, children[0], 4) => {
+            None if op == Op::Exp && has_sign(self.g, children[0], true, 4) => {
                 self.math(MathFunc::ExpNonPositive, args[0])
             }
             None => self.op(op, args),
@@ -2139,40 +2139,31 @@ fn store_pass(g: &Graph, pass: &[usize], node: NodeId) -> usize {
     }
 }
 
-/// True when node `id` is `≤ 0` or NaN whatever the inputs (a conservative proof, `depth`
-/// levels deep): `exp` of it needs neither the upper clamp nor a scaling for `n > 0`
-/// ([`MathFunc::ExpNonPositive`]).
-fn at_most_zero(g: &Graph, id: NodeId, depth: u32) -> bool {
+/// True when node `id` is `≤ 0` (`nonpositive`) or `≥ 0` (otherwise), or NaN, whatever the
+/// inputs: a conservative proof, `depth` levels deep. `exp` of a nonpositive argument needs
+/// neither the upper clamp nor a scaling for `n > 0` ([`MathFunc::ExpNonPositive`]).
+fn has_sign(g: &Graph, id: NodeId, nonpositive: bool, depth: u32) -> bool {
     let node = g.node(id);
     let [a, b, _] = node.args;
     match node.op {
-        Op::Const(bits) => f64::from_bits(bits) <= 0.0,
-        Op::LogSigmoid => true,
-        _ if depth == 0 => false,
-        Op::Neg => at_least_zero(g, a, depth - 1),
-        Op::Mul => {
-            (at_most_zero(g, a, depth - 1) && at_least_zero(g, b, depth - 1))
-                || (at_least_zero(g, a, depth - 1) && at_most_zero(g, b, depth - 1))
+        Op::Const(bits) => {
+            let c = f64::from_bits(bits);
+            if nonpositive {
+                c <= 0.0
+            } else {
+                c >= 0.0
+            }
         }
-        Op::Add => at_most_zero(g, a, depth - 1) && at_most_zero(g, b, depth - 1),
-        _ => false,
-    }
-}
-
-/// True when node `id` is `≥ 0` (or −0, or NaN) whatever the inputs; see [`at_most_zero`].
-fn at_least_zero(g: &Graph, id: NodeId, depth: u32) -> bool {
-    let node = g.node(id);
-    let [a, b, _] = node.args;
-    match node.op {
-        Op::Const(bits) => f64::from_bits(bits) >= 0.0,
-        Op::Abs | Op::Square | Op::Exp | Op::Sqrt | Op::RowNorm | Op::Sigmoid | Op::Softmax => true,
+        Op::LogSigmoid => nonpositive,
+        Op::Abs | Op::Square | Op::Exp | Op::Sqrt | Op::RowNorm | Op::Sigmoid | Op::Softmax => !nonpositive,
         _ if depth == 0 => false,
-        Op::Neg => at_most_zero(g, a, depth - 1),
+        Op::Neg => has_sign(g, a, !nonpositive, depth - 1),
+        // a·b has a's sign where b ≥ 0, the opposite where b ≤ 0.
         Op::Mul => {
-            (at_least_zero(g, a, depth - 1) && at_least_zero(g, b, depth - 1))
-                || (at_most_zero(g, a, depth - 1) && at_most_zero(g, b, depth - 1))
+            (has_sign(g, a, nonpositive, depth - 1) && has_sign(g, b, false, depth - 1))
+                || (has_sign(g, a, !nonpositive, depth - 1) && has_sign(g, b, true, depth - 1))
         }
-        Op::Add => at_least_zero(g, a, depth - 1) && at_least_zero(g, b, depth - 1),
+        Op::Add => has_sign(g, a, nonpositive, depth - 1) && has_sign(g, b, nonpositive, depth - 1),
         _ => false,
     }
 }
