@@ -718,7 +718,7 @@ fn one_minus_cosine(cx: &mut Cx<'_>, id: NodeId) -> Option<NodeId> {
     let s = g.un(Op::RowSum, d2);
     let half = g.cst(0.5);
     let value = g.bin(Op::Mul, half, s);
-    // The derivatives of v = |d|²/2, d = â − b̂, are (d − k_a·â)/|a| and −(d + k_b·b̂)/|b|
+    // The derivatives of v = |d|²/2, d = â − b̂, are (d − k_a·â)/|a| and −(d − k_b·b̂)/|b|
     // with k_a = â·d and k_b = b̂·d (the projections that keep the gradient orthogonal to
     // the vector, as computed: â·â is 1 only to its roundings, and using v for k_a costs
     // about a bit near parallel vectors). k_b = k_a − 2v exactly over the reals, and with
