@@ -18,7 +18,7 @@
 mod support;
 
 use lossc::Dtype;
-use support::harness::{benchmark, measure_up_to, output_names, Engine, Formula, Gen, RowGen};
+use support::harness::{benchmark, measure, output_names, Engine, Formula, Gen, RowGen};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,7 +98,7 @@ fn main() {
         }
         let names = output_names(&f.source);
         for dtype in [Dtype::F32, Dtype::F64] {
-            let m = measure_up_to(f, dtype, points, 0x5EED, ill);
+            let m = measure(f, dtype, points, 0x5EED, ill);
             for (o, name) in names.iter().enumerate() {
                 let (s, j) = (&m.interp[o], &m.jit[o]);
                 println!(

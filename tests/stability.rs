@@ -13,9 +13,7 @@ use lossc::program::{Layout, ReduceMode};
 use lossc::stabilize::{lower_fused, rule_table, Phase};
 use lossc::{compile, CompileOptions, Dtype};
 
-use support::harness::{
-    benchmark, check_rule, errors_at, measure_up_to, output_names, Engine, Formula, Gen, Rng, RowGen,
-};
+use support::harness::{benchmark, check_rule, errors_at, measure, output_names, Engine, Formula, Gen, Rng, RowGen};
 
 fn long() -> bool {
     std::env::var("LOSSC_LONG").is_ok_and(|v| v == "1")
@@ -258,7 +256,7 @@ fn benchmark_has_no_spurious_nonfinite_results_and_3_bits_where_well_conditioned
     for f in benchmark() {
         let names = output_names(&f.source);
         for dtype in [Dtype::F32, Dtype::F64] {
-            let m = measure_up_to(&f, dtype, n, 0xBE7C, 2.0);
+            let m = measure(&f, dtype, n, 0xBE7C, 2.0);
             for engine in [Engine::Interp, Engine::Jit] {
                 for (name, s) in names.iter().zip(m.of(engine)) {
                     let at = format!("{} {} {} {name}", f.name, dtype.name(), engine.name());

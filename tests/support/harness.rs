@@ -571,14 +571,10 @@ impl Measurement {
 /// entry) by relative perturbations of 2^-26 of each float input entry, first with the
 /// stabilized f64 interpreter; wherever an engine is off by more than 2 bits at a point
 /// that estimate calls well-conditioned, κ is recomputed from the high-precision reference
-/// (rounded to f64), so a kernel's own error cannot hide or fake ill-conditioning.
-pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64) -> Measurement {
-    measure_up_to(f, dtype, n, seed, ILL)
-}
-
-/// [`measure`] with points of condition number above `ill` (instead of [`ILL`]) counted as
-/// ill-conditioned: `ill = 2` scores only the well-conditioned points in the strict sense.
-pub fn measure_up_to(f: &Formula, dtype: Dtype, n: usize, seed: u64, ill: f64) -> Measurement {
+/// (rounded to f64), so a kernel's own error cannot hide or fake ill-conditioning. Points
+/// with κ above `ill` ([`ILL`] for the accuracy table; 2 for the well-conditioned points in
+/// the strict sense) count as ill-conditioned, out of the mean and max.
+pub fn measure(f: &Formula, dtype: Dtype, n: usize, seed: u64, ill: f64) -> Measurement {
     let c = compile_both(&f.source, dtype);
     let c64 = compile_both(&f.source, Dtype::F64);
     let mut rng = Rng(seed);

@@ -272,10 +272,7 @@ pub(crate) fn emit_math(
             }
         }
         MathFunc::ExpDw => em.exp_dw(x, args[1]),
-        MathFunc::ExpNonPositive => {
-            let (u, tb) = em.exp_unscaled(x, f64::INFINITY, None);
-            em.exp_scale_nonpositive(u, tb)
-        }
+        MathFunc::ExpNonPositive => em.exp_nonpositive(x),
     })
 }
 
@@ -804,6 +801,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let zero = self.f(0.0);
         let lo = self.sel(finite, lo, zero);
         let (u, tb) = self.exp_unscaled(hi, f64::INFINITY, Some(lo));
+        self.exp_scale_nonpositive(u, tb)
+    }
+
+    /// `e^x` for `x ≤ 0.34` or NaN (`n ≤ 0`): `exp`'s bits without its upper clamp, scaled as
+    /// [`Emitter::exp_dw`].
+    fn exp_nonpositive(&mut self, x: Value) -> Value {
+        let (u, tb) = self.exp_unscaled(x, f64::INFINITY, None);
         self.exp_scale_nonpositive(u, tb)
     }
 
