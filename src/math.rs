@@ -313,14 +313,22 @@ pub fn logsumexp<T: Real>(row: &[T]) -> T {
 /// entry of a confident class keeps its digits; with `softmax`, the exponential of that,
 /// with the rounding errors of both differences corrected ([`exp_dw`]). Where the max is
 /// not finite: `x_j − logsumexp(x)` (and its exponential).
+///
+/// The log form needs no correction: both terms are ≤ 0 (x_j ≤ m, log1p(s) ≥ 0), so the
+/// two roundings and log1p's error stay relative to the result (within 2 ulps; the
+/// exponential needs them because e^(d + δ) turns an absolute error δ of d into a relative
+/// one).
 pub fn log_softmax_row<T: Real>(row: &[T], out: &mut [T], softmax: bool) {
     match row_split(row) {
         Some((m, l)) => {
             for (o, x) in out.iter_mut().zip(row) {
-                let (hi, lo) = two_diff(*x, m);
-                let (s_hi, s_lo) = two_diff(hi, l);
-                let lo = s_lo.add(lo);
-                *o = if softmax { exp_dw(s_hi, lo) } else { s_hi.add(if lo.is_nan() { T::ZERO } else { lo }) };
+                *o = if softmax {
+                    let (hi, lo) = two_diff(*x, m);
+                    let (s_hi, s_lo) = two_diff(hi, l);
+                    exp_dw(s_hi, s_lo.add(lo))
+                } else {
+                    x.sub(m).sub(l)
+                };
             }
         }
         None => {

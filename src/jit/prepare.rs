@@ -123,9 +123,9 @@ fn logsumexp(g: &mut Graph, x: NodeId) -> NodeId {
     g.select(finite, split, m)
 }
 
-/// `math::log_softmax_row`: `(x − m) − log1p(s)` with both differences' rounding errors
-/// carried, and its corrected exponential for softmax (which is also `x − logsumexp(x)`
-/// and its exponential where the max is not finite).
+/// `math::log_softmax_row`: `(x − m) − log1p(s)`, and for softmax the exponential of that
+/// with both differences' rounding errors corrected (which is also `x − logsumexp(x)` and
+/// its exponential where the max is not finite).
 fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
     let RowSplit { m, e, total, l, .. } = g.row_split_parts(x);
     let split = if softmax {
@@ -138,13 +138,8 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
         let inv = g.bin(Op::Div, one, denom);
         g.bin(Op::Mul, e, inv)
     } else {
-        let (hi, lo) = g.two_diff(x, m);
-        let (s_hi, s_lo) = g.two_diff(hi, l);
-        let lo2 = g.bin(Op::Add, s_lo, lo);
-        let zero = g.cst(0.0);
-        let is_nan = g.bin(Op::Ne, lo2, lo2);
-        let lo3 = g.select(is_nan, zero, lo2);
-        g.bin(Op::Add, s_hi, lo3)
+        let d = g.bin(Op::Sub, x, m);
+        g.bin(Op::Sub, d, l)
     };
     // Where the max is not finite, logsumexp is the max itself (see `logsumexp`), so the
     // interpreter's x − lse is −inf (x finite or −inf, m = +inf) or NaN (x = m = ±inf, or a
