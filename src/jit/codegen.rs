@@ -506,11 +506,14 @@ impl<'a> Translator<'a> {
         if self.is_vector(a) {
             let ty = self.b.func.dfg.value_type(a);
             let m = self.b.ins().bitcast(ty, MemFlagsData::new(), mask);
-            // `mask ? +0 : b` is `b & !mask`, one `andnps` (x64 lowers `bitselect` with a
-            // zero second operand to `andps` itself, but with a zero first operand to a
-            // two-micro-op blend).
+            // `mask ? +0 : b` is `b & !mask`, one `andnps` instead of a two-micro-op blend
+            // (x64 lowers every `bitselect` on a compare's mask to a blend).
             if self.is_plus_zero(a) {
                 return self.b.ins().band_not(b, m);
+            }
+            // `mask ? a : +0` is `a & mask`, one `andps` instead of a blend.
+            if self.is_plus_zero(b) {
+                return self.b.ins().band(a, m);
             }
             self.b.ins().bitselect(m, a, b)
         } else {
@@ -621,6 +624,20 @@ impl<'a> Translator<'a> {
     fn op(&mut self, op: Op, a: &[Value]) -> Value {
         let x = a[0];
         match op {
+            // Vectors in the optimized tier: an `xor`/`and` with a sign-bit constant that
+            // can be hoisted (x64 builds the mask of an `fneg`/`fabs` at each use).
+            Op::Neg if self.is_vector(x) && !self.quick => {
+                let sign = self.cst_like(-0.0, x);
+                self.b.ins().bxor(x, sign)
+            }
+            Op::Abs if self.is_vector(x) && !self.quick => {
+                let bits = if self.g.dtype == Dtype::F32 { 0x7fff_ffff } else { i64::MAX };
+                let lane = if self.g.dtype == Dtype::F32 { types::I32 } else { types::I64 };
+                let m = self.b.ins().iconst(lane, bits);
+                let m = self.b.ins().splat(self.vector.as_int(), m);
+                let m = self.b.ins().bitcast(self.vector, MemFlagsData::new(), m);
+                self.b.ins().band(x, m)
+            }
             Op::Neg => self.b.ins().fneg(x),
             Op::Abs => self.b.ins().fabs(x),
             Op::Sqrt => self.b.ins().sqrt(x),
