@@ -144,8 +144,8 @@ fn log_softmax_or_softmax(g: &mut Graph, x: NodeId, softmax: bool) -> NodeId {
     // Where the max is not finite, logsumexp is the max itself (see `logsumexp`), so the
     // interpreter's x − lse is −inf (x finite or −inf, m = +inf) or NaN (x = m = ±inf, or a
     // NaN), and its exponential 0 or NaN. The split gives the same without a select: there
-    // x − m is −inf or NaN, `e` is 0 or NaN (exp_dw drops the NaN rounding term), the
-    // rounding terms of the log form are dropped as NaN, and `total` is finite (ties − 1).
+    // x − m is −inf or NaN, `e` is 0 or NaN (exp_dw drops the NaN rounding term), and
+    // `total` is finite (ties − 1), so `l` is finite and (x − m) − l keeps the −inf or NaN.
     split
 }
 
