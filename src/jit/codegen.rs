@@ -212,6 +212,7 @@ pub(crate) fn codegen(
         t.libm_refs = libm_refs;
         t.quick = quick;
         t.call_conv = module.target_config().default_call_conv;
+        t.positive_logs = positive_logs(g, roots, layout);
         t.entry();
         if class_axis {
             t.rows_kernel(roots);
@@ -322,6 +323,8 @@ struct Translator<'a> {
     math_sigs: HashMap<(Type, usize), SigRef>,
     /// The entry-block constants, once the entry block exists.
     pool: Option<ConstPool>,
+    /// Logs computed with [`MathFunc::LogPositive`] (see [`positive_logs`]), by node.
+    positive_logs: Vec<bool>,
 }
 
 impl<'a> Translator<'a> {
@@ -366,6 +369,7 @@ impl<'a> Translator<'a> {
             call_conv: CallConv::SystemV,
             math_sigs: HashMap::new(),
             pool: None,
+            positive_logs: Vec::new(),
         }
     }
 
@@ -786,6 +790,7 @@ impl<'a> Translator<'a> {
             None if op == Op::Exp && has_sign(self.g, children[0], true, 4) => {
                 self.math(MathFunc::ExpNonPositive, args[0])
             }
+            None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
             None => self.op(op, args),
         }
     }
@@ -2153,6 +2158,50 @@ fn store_pass(g: &Graph, pass: &[usize], node: NodeId) -> usize {
     match g.kind(node) {
         Kind::Class => pass[node.index()],
         _ => pass[node.index()] + 1,
+    }
+}
+
+/// The `log(x)` nodes whose every path to the kernel's outputs (stores and W·l) goes through
+/// the first branch of `where(x > 0, ·, ·)` on their own argument: the lanes where `x ≤ 0` or
+/// NaN are discarded there, so [`MathFunc::LogPositive`] (log without the fix-ups for those
+/// inputs) gives the same outputs, bit for bit.
+fn positive_logs(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
+    let n = g.len();
+    let mut positive = vec![false; n];
+    let outputs: Vec<usize> = layout.stores.iter().map(|s| s.0.index()).chain([roots.wl.index()]).collect();
+    let mut reach = vec![false; n];
+    for i in 0..n {
+        let node = g.node(NodeId(i as u32));
+        if node.op != Op::Log {
+            continue;
+        }
+        let x = node.args[0];
+        // reach[j]: node j depends on the log other than through such a first branch (nodes
+        // are numbered after their arguments).
+        reach[i..].fill(false);
+        reach[i] = true;
+        for j in i + 1..n {
+            let user = g.node(NodeId(j as u32));
+            let guarded = user.op == Op::Where && is_positive_test(g, user.args[0], x);
+            reach[j] = user
+                .children()
+                .iter()
+                .enumerate()
+                .any(|(k, c)| c.index() >= i && reach[c.index()] && !(guarded && k == 1));
+        }
+        positive[i] = !outputs.iter().any(|o| *o >= i && reach[*o]);
+    }
+    positive
+}
+
+/// True when `c` is `x > 0` (or `0 < x`): false for x ≤ 0 and NaN.
+fn is_positive_test(g: &Graph, c: NodeId, x: NodeId) -> bool {
+    let node = g.node(c);
+    let zero = |id: NodeId| matches!(g.node(id).op, Op::Const(bits) if f64::from_bits(bits) == 0.0);
+    match node.op {
+        Op::Gt => node.args[0] == x && zero(node.args[1]),
+        Op::Lt => node.args[1] == x && zero(node.args[0]),
+        _ => false,
     }
 }
 

@@ -175,6 +175,11 @@ pub(crate) enum MathFunc {
     /// the upper clamp and with the one-factor scaling of [`MathFunc::ExpDw`]. Kernels use it
     /// where the graph proves the argument `≤ 0` (`−|x|` in `sigmoid`, `softplus`, ...).
     ExpNonPositive,
+    /// `log` for arguments `> 0` (normal, subnormal or +inf), bit for bit, without the
+    /// fix-ups for ±0, negative numbers and NaN (which give garbage). Kernels use it where
+    /// every use of the log is under `where(x > 0, ·, ·)` on its own argument, which discards
+    /// those lanes (`where(y > 0, y·(log(y) − p), 0)`, KL divergence).
+    LogPositive,
 }
 
 impl MathFunc {
@@ -195,6 +200,7 @@ impl MathFunc {
             MathFunc::Cos => "cos",
             MathFunc::ExpDw => "exp_dw",
             MathFunc::ExpNonPositive => "exp_nonpositive",
+            MathFunc::LogPositive => "log_positive",
         }
     }
 
@@ -273,6 +279,7 @@ pub(crate) fn emit_math(
         }
         MathFunc::ExpDw => em.exp_dw(x, args[1]),
         MathFunc::ExpNonPositive => em.exp_nonpositive(x),
+        MathFunc::LogPositive => em.log_positive(x),
     })
 }
 
@@ -980,7 +987,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.mla_k(kf, k.ln2_hi, nc)
     }
 
-    fn log(&mut self, x: Value) -> Value {
+    /// `log` for `x > 0` (normal, subnormal or +inf): the other inputs give garbage.
+    fn log_positive(&mut self, x: Value) -> Value {
         let k = self.k;
         // Subnormal inputs: scale into the normal range and correct k.
         let min_normal = self.f(k.min_normal);
@@ -992,10 +1000,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let kb = self.f(base);
         let k_base = self.sel(sub, kb_sub, kb);
         let res = self.log_kernel(xs, k_base, None);
-        // Special values: +inf → +inf, x < 0 or NaN → NaN, ±0 → −inf.
         let inf = self.f(f64::INFINITY);
         let is_inf = self.cmp(FloatCC::Equal, x, inf);
-        let res = self.sel(is_inf, inf, res);
+        self.sel(is_inf, inf, res)
+    }
+
+    /// Special values: +inf → +inf (in [`Emitter::log_positive`]), x < 0 or NaN → NaN, ±0 → −inf.
+    fn log(&mut self, x: Value) -> Value {
+        let res = self.log_positive(x);
         let zero = self.f(0.0);
         let bad = self.cmp(FloatCC::UnorderedOrLessThan, x, zero);
         let nan = self.f(f64::NAN);

@@ -90,7 +90,7 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
     match (func, is_f32) {
         (Func::Exp | Func::ExpDw | Func::ExpNonPositive, true) => (-104.0, 89.0),
         (Func::Exp | Func::ExpDw | Func::ExpNonPositive, false) => (-746.0, 710.0),
-        (Func::Log, _) => (0.0, max),
+        (Func::Log | Func::LogPositive, _) => (0.0, max),
         (Func::Log1p, _) => (-1.0, max),
         (Func::Expm1, true) => (-20.0, 89.0),
         (Func::Expm1, false) => (-40.0, 710.0),
@@ -111,7 +111,7 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
 fn focus(func: Func) -> (f64, f64) {
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive | Func::Expm1 => (-2.0, 2.0),
-        Func::Log => (0.25, 4.0),
+        Func::Log | Func::LogPositive => (0.25, 4.0),
         Func::Log1p => (-0.75, 2.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
         Func::Tanh => (-5.0, 5.0),
@@ -189,7 +189,7 @@ fn ref32(func: Func, x: f32) -> f64 {
     let x = f64::from(x);
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive => x.exp(),
-        Func::Log => x.ln(),
+        Func::Log | Func::LogPositive => x.ln(),
         Func::Log1p => x.ln_1p(),
         Func::Expm1 => x.exp_m1(),
         Func::Sigmoid => {
@@ -228,7 +228,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Ok(r::exp(x))
             }
         }
-        Func::Log => {
+        Func::Log | Func::LogPositive => {
             if x < 0.0 {
                 Err(f64::NAN)
             } else if x == 0.0 {
@@ -523,7 +523,7 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
     let mut t = vec![(nan, nan)];
     match func {
         // `exp_dw` has two operands: `exp_dw_of_row_differences` checks its special rows.
-        Func::ExpDw | Func::ExpNonPositive => {}
+        Func::ExpDw | Func::ExpNonPositive | Func::LogPositive => {}
         Func::Exp => {
             t.extend([
                 (0.0, 1.0),
@@ -868,6 +868,41 @@ fn exp_dw_and_exp_nonpositive_are_exp_bit_for_bit() {
             assert_eq!((fns.exp_dw_f64)(x, 0.0).to_bits(), e, "f64 exp_dw at {x}");
         }
     }
+    println!("{checked} f32 and 200000 f64 arguments agree");
+}
+
+/// `log_positive` is `log` without the fix-ups for ±0, negative numbers and NaN: for every
+/// argument > 0 — subnormal, normal, +inf — the two agree bit for bit (every positive f32
+/// with `LOSSC_LONG=1`, a stride through them otherwise; 200,000 f64).
+#[test]
+fn log_positive_is_log_bit_for_bit() {
+    use crate::jit::{abi::ScalarFns, mathlib};
+    use cranelift_codegen::ir::types;
+    let addr = |f, ty| mathlib::address(f, ty).expect("compiles");
+    let fns = ScalarFns::new(
+        &[addr(Func::Log, types::F32), addr(Func::LogPositive, types::F32)],
+        &[addr(Func::Log, types::F64), addr(Func::LogPositive, types::F64)],
+        (addr(Func::ExpDw, types::F32), addr(Func::ExpDw, types::F64)),
+    );
+    let step = if long_run() { 1 } else { 997 };
+    let near_one = (0.5f32.to_bits()..=2.0f32.to_bits()).step_by(step.max(7) / 7);
+    let mut checked = 0u64;
+    for bits in (1..=f32::INFINITY.to_bits()).step_by(step).chain(near_one).chain([1, 0x007f_ffff, 0x0080_0000]) {
+        let x = f32::from_bits(bits);
+        assert_eq!((fns.f32[1])(x).to_bits(), (fns.f32[0])(x).to_bits(), "f32 log_positive at {x:e}");
+        checked += 1;
+    }
+    assert_eq!((fns.f32[1])(f32::INFINITY), f32::INFINITY);
+    let mut rng = Rng(0x10_9051);
+    for i in 0..200_000 {
+        let x = match i % 4 {
+            0 => f64::from_bits(1 + rng.next() % f64::MIN_POSITIVE.to_bits()),
+            1 => 0.5 + 1.5 * rng.unit(),
+            _ => f64::from_bits(1 + rng.next() % (f64::INFINITY.to_bits() - 1)),
+        };
+        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log_positive at {x:e}");
+    }
+    assert_eq!((fns.f64[1])(f64::INFINITY), f64::INFINITY);
     println!("{checked} f32 and 200000 f64 arguments agree");
 }
 
