@@ -828,20 +828,26 @@ fn f32_exhaustive() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The compiled scalar routines the kernels and the kernel interpreter share: `[a, b]` in f32
+/// (`fns.f32`) and f64 (`fns.f64`), and `exp_dw`.
+fn scalar_routines(a: Func, b: Func) -> crate::jit::abi::ScalarFns {
+    use crate::jit::mathlib;
+    use cranelift_codegen::ir::types;
+    let addr = |f, ty| mathlib::address(f, ty).expect("compiles");
+    crate::jit::abi::ScalarFns::new(
+        &[addr(a, types::F32), addr(b, types::F32)],
+        &[addr(a, types::F64), addr(b, types::F64)],
+        (addr(Func::ExpDw, types::F32), addr(Func::ExpDw, types::F64)),
+    )
+}
+
 /// `exp_dw(x, 0)` and `exp_nonpositive(x)` scale by `2^(n + exp_shift)·2^−exp_shift` where
 /// `exp` takes two variable factors; both round once, so for `x ≤ 0` they agree with `exp`
 /// bit for bit: near the clamp, through the subnormal results, up to 0.34 (the last `n = 0`),
 /// and (f32, `LOSSC_LONG=1`) at every float in [−110, 0].
 #[test]
 fn exp_dw_and_exp_nonpositive_are_exp_bit_for_bit() {
-    use crate::jit::{abi::ScalarFns, mathlib};
-    use cranelift_codegen::ir::types;
-    let addr = |f, ty| mathlib::address(f, ty).expect("compiles");
-    let fns = ScalarFns::new(
-        &[addr(Func::Exp, types::F32), addr(Func::ExpNonPositive, types::F32)],
-        &[addr(Func::Exp, types::F64), addr(Func::ExpNonPositive, types::F64)],
-        (addr(Func::ExpDw, types::F32), addr(Func::ExpDw, types::F64)),
-    );
+    let fns = scalar_routines(Func::Exp, Func::ExpNonPositive);
     let (lo, hi) = ((-110.0f32).to_bits(), (-0.0f32).to_bits());
     let step = if long_run() { 1 } else { 997 };
     let near_clamp = (-105.5f32).to_bits()..=(-102.5f32).to_bits();
@@ -876,14 +882,7 @@ fn exp_dw_and_exp_nonpositive_are_exp_bit_for_bit() {
 /// with `LOSSC_LONG=1`, a stride through them otherwise; 200,000 f64).
 #[test]
 fn log_positive_is_log_bit_for_bit() {
-    use crate::jit::{abi::ScalarFns, mathlib};
-    use cranelift_codegen::ir::types;
-    let addr = |f, ty| mathlib::address(f, ty).expect("compiles");
-    let fns = ScalarFns::new(
-        &[addr(Func::Log, types::F32), addr(Func::LogPositive, types::F32)],
-        &[addr(Func::Log, types::F64), addr(Func::LogPositive, types::F64)],
-        (addr(Func::ExpDw, types::F32), addr(Func::ExpDw, types::F64)),
-    );
+    let fns = scalar_routines(Func::Log, Func::LogPositive);
     let step = if long_run() { 1 } else { 997 };
     let near_one = (0.5f32.to_bits()..=2.0f32.to_bits()).step_by(step.max(7) / 7);
     let mut checked = 0u64;
