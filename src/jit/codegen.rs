@@ -791,6 +791,9 @@ impl<'a> Translator<'a> {
                 self.math(MathFunc::ExpNonPositive, args[0])
             }
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
+            None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
+                self.math(MathFunc::Log1pNonNegative, args[0])
+            }
             None => self.op(op, args),
         }
     }
@@ -2207,7 +2210,8 @@ fn is_positive_test(g: &Graph, c: NodeId, x: NodeId) -> bool {
 
 /// True when node `id` is `≤ 0` (`nonpositive`) or `≥ 0` (otherwise), or NaN, whatever the
 /// inputs: a conservative proof, `depth` levels deep. `exp` of a nonpositive argument needs
-/// neither the upper clamp nor a scaling for `n > 0` ([`MathFunc::ExpNonPositive`]).
+/// neither the upper clamp nor a scaling for `n > 0` ([`MathFunc::ExpNonPositive`]), `log1p`
+/// of a nonnegative one no fix-up for −1 ([`MathFunc::Log1pNonNegative`]).
 fn has_sign(g: &Graph, id: NodeId, nonpositive: bool, depth: u32) -> bool {
     let node = g.node(id);
     let [a, b, _] = node.args;

@@ -180,6 +180,10 @@ pub(crate) enum MathFunc {
     /// every use of the log is under `where(x > 0, ·, ·)` on its own argument, which discards
     /// those lanes (`where(y > 0, y·(log(y) − p), 0)`, KL divergence).
     LogPositive,
+    /// `log1p` for arguments `≥ 0` (or +inf, NaN), bit for bit, without the fix-up for
+    /// `x = −1`; kernels use it where the graph proves the argument `≥ 0` (`log1p(e^−|x|)` in
+    /// `softplus` and `log_sigmoid`, BCE with logits).
+    Log1pNonNegative,
 }
 
 impl MathFunc {
@@ -201,6 +205,7 @@ impl MathFunc {
             MathFunc::ExpDw => "exp_dw",
             MathFunc::ExpNonPositive => "exp_nonpositive",
             MathFunc::LogPositive => "log_positive",
+            MathFunc::Log1pNonNegative => "log1p_nonnegative",
         }
     }
 
@@ -262,7 +267,7 @@ pub(crate) fn emit_math(
     Ok(match func {
         MathFunc::Exp => em.exp(x),
         MathFunc::Log => em.log(x),
-        MathFunc::Log1p => em.log1p(x),
+        MathFunc::Log1p => em.log1p_checked(x, true),
         MathFunc::Expm1 => em.expm1(x),
         MathFunc::Sigmoid => em.sigmoid(x),
         MathFunc::Softplus => em.softplus(x),
@@ -280,6 +285,7 @@ pub(crate) fn emit_math(
         MathFunc::ExpDw => em.exp_dw(x, args[1]),
         MathFunc::ExpNonPositive => em.exp_nonpositive(x),
         MathFunc::LogPositive => em.log_positive(x),
+        MathFunc::Log1pNonNegative => em.log1p_checked(x, false),
     })
 }
 
@@ -1030,7 +1036,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.log_kernel(u, k_base, Some(corr))
     }
 
-    fn log1p(&mut self, x: Value) -> Value {
+    /// `log1p` with its special values: +inf → +inf, x < −1 or NaN → NaN, and with
+    /// `below_zero` (arguments that may be negative) −1 → −inf.
+    fn log1p_checked(&mut self, x: Value, below_zero: bool) -> Value {
         let k = self.k;
         let res = self.log1p_core(x);
         let inf = self.f(f64::INFINITY);
@@ -1039,10 +1047,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let m1 = self.f(-1.0);
         let bad = self.cmp(FloatCC::UnorderedOrLessThan, x, m1);
         let nan = self.f(f64::NAN);
-        let res = self.sel(bad, nan, res);
-        let is_m1 = self.cmp(FloatCC::Equal, x, m1);
-        let ninf = self.f(f64::NEG_INFINITY);
-        let res = self.sel(is_m1, ninf, res);
+        let mut res = self.sel(bad, nan, res);
+        if below_zero {
+            let is_m1 = self.cmp(FloatCC::Equal, x, m1);
+            let ninf = self.f(f64::NEG_INFINITY);
+            res = self.sel(is_m1, ninf, res);
+        }
         let ax = self.abs(x);
         let tiny = self.f(k.tiny);
         let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);

@@ -91,7 +91,7 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
         (Func::Exp | Func::ExpDw | Func::ExpNonPositive, true) => (-104.0, 89.0),
         (Func::Exp | Func::ExpDw | Func::ExpNonPositive, false) => (-746.0, 710.0),
         (Func::Log | Func::LogPositive, _) => (0.0, max),
-        (Func::Log1p, _) => (-1.0, max),
+        (Func::Log1p | Func::Log1pNonNegative, _) => (-1.0, max),
         (Func::Expm1, true) => (-20.0, 89.0),
         (Func::Expm1, false) => (-40.0, 710.0),
         (Func::Sigmoid | Func::Softplus, true) => (-110.0, 30.0),
@@ -112,7 +112,7 @@ fn focus(func: Func) -> (f64, f64) {
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive | Func::Expm1 => (-2.0, 2.0),
         Func::Log | Func::LogPositive => (0.25, 4.0),
-        Func::Log1p => (-0.75, 2.0),
+        Func::Log1p | Func::Log1pNonNegative => (-0.75, 2.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
         Func::Tanh => (-5.0, 5.0),
         Func::Sinh | Func::Cosh => (-3.0, 3.0),
@@ -190,7 +190,7 @@ fn ref32(func: Func, x: f32) -> f64 {
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive => x.exp(),
         Func::Log | Func::LogPositive => x.ln(),
-        Func::Log1p => x.ln_1p(),
+        Func::Log1p | Func::Log1pNonNegative => x.ln_1p(),
         Func::Expm1 => x.exp_m1(),
         Func::Sigmoid => {
             let e = (-x.abs()).exp();
@@ -239,7 +239,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Ok(r::Scaled::from_dd(r::ln(x)))
             }
         }
-        Func::Log1p => {
+        Func::Log1p | Func::Log1pNonNegative => {
             if x < -1.0 {
                 Err(f64::NAN)
             } else if x == -1.0 {
@@ -523,7 +523,7 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
     let mut t = vec![(nan, nan)];
     match func {
         // `exp_dw` has two operands: `exp_dw_of_row_differences` checks its special rows.
-        Func::ExpDw | Func::ExpNonPositive | Func::LogPositive => {}
+        Func::ExpDw | Func::ExpNonPositive | Func::LogPositive | Func::Log1pNonNegative => {}
         Func::Exp => {
             t.extend([
                 (0.0, 1.0),
@@ -903,6 +903,38 @@ fn log_positive_is_log_bit_for_bit() {
     }
     assert_eq!((fns.f64[1])(f64::INFINITY), f64::INFINITY);
     println!("{checked} f32 and 200000 f64 arguments agree");
+}
+
+/// `log1p_nonnegative` is `log1p` without the fix-up for −1: for every argument ≥ 0 (±0,
+/// subnormal, normal, +inf) and NaN the two agree bit for bit (every such f32 with
+/// `LOSSC_LONG=1`, a stride through them otherwise; 200,000 f64).
+#[test]
+fn log1p_nonnegative_is_log1p_bit_for_bit() {
+    let fns = scalar_routines(Func::Log1p, Func::Log1pNonNegative);
+    let step = if long_run() { 1 } else { 997 };
+    let near_zero = (0..=1.0f32.to_bits()).step_by(step.max(7) / 7);
+    // NaNs of either sign and other payloads too: log1p's own NaN, not the argument's.
+    let special =
+        [(-0.0f32).to_bits(), f32::NAN.to_bits(), 0xffc0_0000, 0x7fc0_1234, 0x7f80_0001, f32::INFINITY.to_bits()];
+    let mut checked = 0u64;
+    for bits in (0..=f32::INFINITY.to_bits()).step_by(step).chain(near_zero).chain(special) {
+        let x = f32::from_bits(bits);
+        assert_eq!((fns.f32[1])(x).to_bits(), (fns.f32[0])(x).to_bits(), "f32 log1p_nonnegative at {x:e}");
+        checked += 1;
+    }
+    let mut rng = Rng(0x1091_0a0e);
+    for i in 0..200_000 {
+        let x = match i % 4 {
+            0 => f64::from_bits(rng.next() % f64::MIN_POSITIVE.to_bits()),
+            1 => 2.0 * rng.unit(),
+            _ => f64::from_bits(rng.next() % f64::INFINITY.to_bits()),
+        };
+        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log1p_nonnegative at {x:e}");
+    }
+    for x in [-0.0, f64::INFINITY, f64::NAN, -f64::NAN, f64::from_bits(0x7ff8_0000_0000_1234)] {
+        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log1p_nonnegative at {x:e}");
+    }
+    println!("{checked} f32 and 200005 f64 arguments agree");
 }
 
 /// `exp_dw(hi, lo)` for the row split's differences `x − m` (x ≤ m, TwoSum-split), through the
