@@ -635,12 +635,8 @@ impl<'a> Translator<'a> {
                 self.b.ins().bxor(x, sign)
             }
             Op::Abs if self.is_vector(x) && !self.quick => {
-                let bits = if self.g.dtype == Dtype::F32 { 0x7fff_ffff } else { i64::MAX };
-                let lane = if self.g.dtype == Dtype::F32 { types::I32 } else { types::I64 };
-                let m = self.b.ins().iconst(lane, bits);
-                let m = self.b.ins().splat(self.vector.as_int(), m);
-                let m = self.b.ins().bitcast(self.vector, MemFlagsData::new(), m);
-                self.b.ins().band(x, m)
+                let sign = self.cst_like(-0.0, x);
+                self.b.ins().band_not(x, sign)
             }
             Op::Neg => self.b.ins().fneg(x),
             Op::Abs => self.b.ins().fabs(x),
