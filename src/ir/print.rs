@@ -99,8 +99,13 @@ impl<'g> Printer<'g> {
     /// One formula on one line, with no temporaries; a subexpression that would print
     /// more than `max_nodes` nodes (counted as a tree) prints as `…`.
     pub fn inline(&self, id: NodeId, max_nodes: usize) -> String {
+        self.inline_all(&[id], max_nodes).pop().unwrap_or_default()
+    }
+
+    /// [`Printer::inline`] of each of `ids`, sizing the graph's subexpressions once.
+    pub fn inline_all(&self, ids: &[NodeId], max_nodes: usize) -> Vec<String> {
         let g = self.graph;
-        let n = id.index() + 1;
+        let n = ids.iter().map(|id| id.index() + 1).max().unwrap_or(0);
         let mut size = vec![0usize; n];
         let mut temp: Vec<Option<usize>> = vec![None; n];
         for i in 0..n {
@@ -110,7 +115,7 @@ impl<'g> Printer<'g> {
                 temp[i] = Some(ELIDED);
             }
         }
-        self.expr(id, &temp, 0, true)
+        ids.iter().map(|id| self.expr(*id, &temp, 0, true)).collect()
     }
 
     /// One formula, parenthesised as needed for a context of precedence `ctx`.

@@ -169,6 +169,8 @@ struct Setup<'a> {
     preds: &'a [bool],
     names: &'a dyn Fn(u16) -> String,
     stage: Stage,
+    /// Log the rewrites ([`Program::rewrites`]); lowerings are not logged.
+    record: bool,
 }
 
 /// Rebuilds the nodes reachable from `roots` (each with its context) into a new graph,
@@ -194,6 +196,7 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
     let mut fired = 0;
     let mut exhausted = false;
     let mut cx_dep: Vec<bool> = Vec::new();
+    let mut rewrites = Vec::new();
     for i in 0..n {
         if need[i] == 0 {
             continue;
@@ -237,10 +240,8 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
                             // A regime form keeps the matched expression as one branch.
                             cx.g.settle(id, rule.name);
                         }
-                        let mut entry = record(cx.g, rule, stage, id, r, names);
-                        if !log.contains(&entry) {
-                            entry.inputs.shrink_to_fit();
-                            log.push(entry);
+                        if setup.record {
+                            rewrites.push((*rule, id, r));
                         }
                         fired += 1;
                         id = r;
@@ -257,6 +258,7 @@ fn rebuild(old: &Graph, roots: &[(NodeId, usize)], setup: &Setup<'_>, budget: us
             maps[ctx][i] = id;
         }
     }
+    record(&new, &rewrites, stage, names, log);
     Pass { graph: new, maps, fired, exhausted }
 }
 
@@ -289,24 +291,38 @@ fn is_barrier(op: Op, slot: usize) -> bool {
     matches!((op, slot), (Op::StopGradient | Op::Hold, _) | (Op::StraightThrough, 0))
 }
 
+/// The log entries of the rewrites `fired` (rule, matched node, replacement) of one
+/// rebuild into `g`, appended to `log` in order, each once: printed after the pass, with
+/// one size table for all of them (a rewrite's nodes never change once built).
 fn record(
     g: &Graph,
-    rule: &Rule,
+    fired: &[(&Rule, NodeId, NodeId)],
     stage: Stage,
-    before: NodeId,
-    after: NodeId,
     names: &dyn Fn(u16) -> String,
-) -> Rewrite {
+    log: &mut Vec<Rewrite>,
+) {
+    if fired.is_empty() {
+        return;
+    }
     let printer = Printer::new(g, names);
-    Rewrite {
-        rule: rule.name,
-        id: rule.id,
-        phase: rule.phase,
-        stage,
-        before: printer.inline(before, PRINT_NODES),
-        after: printer.inline(after, PRINT_NODES),
-        inputs: inputs_of(g, before).into_iter().map(names).collect(),
-        reason: rule.reason,
+    let ids: Vec<NodeId> = fired.iter().flat_map(|(_, before, after)| [*before, *after]).collect();
+    let mut texts = printer.inline_all(&ids, PRINT_NODES).into_iter();
+    for (rule, before, _) in fired {
+        let (Some(before_text), Some(after_text)) = (texts.next(), texts.next()) else { break };
+        let mut entry = Rewrite {
+            rule: rule.name,
+            id: rule.id,
+            phase: rule.phase,
+            stage,
+            before: before_text,
+            after: after_text,
+            inputs: inputs_of(g, *before).into_iter().map(names).collect(),
+            reason: rule.reason,
+        };
+        if !log.contains(&entry) {
+            entry.inputs.shrink_to_fit();
+            log.push(entry);
+        }
     }
 }
 
@@ -362,10 +378,17 @@ fn install(prog: &mut Program, pass: Pass) {
 
 /// Runs rule sets to a fixpoint on every root of `prog`, recording the rewrites.
 fn run_phases(prog: &mut Program, phases: &[&[Phase]], stage: Stage) -> Result<(), Diagnostic> {
-    run_phases_filtered(prog, phases, stage, &[])
+    run_phases_filtered(prog, phases, stage, &[], true)
 }
 
-fn run_phases_filtered(prog: &mut Program, phases: &[&[Phase]], stage: Stage, skip: &[&str]) -> Result<(), Diagnostic> {
+/// As [`run_phases`], without the rules named in `skip`, logging the rewrites if `record`.
+fn run_phases_filtered(
+    prog: &mut Program,
+    phases: &[&[Phase]],
+    stage: Stage,
+    skip: &[&str],
+    record: bool,
+) -> Result<(), Diagnostic> {
     let preds: Vec<bool> = prog.inputs.iter().map(|i| i.role == Role::Pred).collect();
     let names: Vec<String> = prog.inputs.iter().map(|i| i.name.clone()).collect();
     let name = |n: u16| names.get(n as usize).cloned().unwrap_or_default();
@@ -374,7 +397,7 @@ fn run_phases_filtered(prog: &mut Program, phases: &[&[Phase]], stage: Stage, sk
     let mut stopped = false;
     for set in phases {
         let rules: Vec<&Rule> = table.iter().filter(|r| set.contains(&r.phase) && !skip.contains(&r.name)).collect();
-        let setup = Setup { rules, preds: &preds, names: &name, stage };
+        let setup = Setup { rules, preds: &preds, names: &name, stage, record };
         for _ in 0..MAX_PASSES {
             let roots = roots_of(prog);
             let start = prog.graph.len();
@@ -434,8 +457,5 @@ pub fn lower_fused(prog: &mut Program) -> Result<(), Diagnostic> {
 /// # Errors
 /// When the lowered graph exceeds [`MAX_NODES`].
 pub fn lower_fused_except(prog: &mut Program, keep: &[&str]) -> Result<(), Diagnostic> {
-    let before = prog.rewrites.clone();
-    let res = run_phases_filtered(prog, &[&[Phase::Lower]], Stage::Loss, keep);
-    prog.rewrites = before;
-    res
+    run_phases_filtered(prog, &[&[Phase::Lower]], Stage::Loss, keep, false)
 }
