@@ -708,6 +708,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
+    /// `mask ? a : +0`. A vector's is `a & mask` (one `andps`; x64 lowers a `bitselect` on a
+    /// compare's mask to a two-micro-op blend, which also needs the +0 in a register).
+    fn sel_zero(&mut self, mask: Mask, a: Value) -> Value {
+        if self.ty.is_vector() {
+            let m = self.b.ins().bitcast(self.ty, MemFlagsData::new(), mask.0);
+            self.b.ins().band(a, m)
+        } else {
+            let zero = self.f(0.0);
+            self.b.ins().select(mask.0, a, zero)
+        }
+    }
+
     /// Knuth's TwoSum: `s + e = a + b` exactly, `s = fl(a + b)`.
     fn two_sum(&mut self, a: Value, b: Value) -> (Value, Value) {
         let s = self.add(a, b);
@@ -819,8 +831,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// A NaN `lo` (the difference was not finite) is dropped: `e^(−inf)` stays 0.
     fn exp_dw(&mut self, hi: Value, lo: Value) -> Value {
         let finite = self.cmp(FloatCC::Equal, lo, lo);
-        let zero = self.f(0.0);
-        let lo = self.sel(finite, lo, zero);
+        let lo = self.sel_zero(finite, lo);
         let (u, tb) = self.exp_unscaled(hi, f64::INFINITY, Some(lo));
         self.exp_scale_nonpositive(u, tb)
     }
