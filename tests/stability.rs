@@ -383,6 +383,22 @@ fn r4_fixed_points_stay_finite_and_accurate() {
 }
 
 #[test]
+fn lowering_logs_nothing_and_the_log_names_each_rewrite_once() {
+    // softplus, log_sigmoid and xlogy all fire; lowering them adds nothing to the log.
+    let src = "pred p\ntarget y\n-(y*log(sigmoid(p)) + (1 - y)*log(1 - sigmoid(p))) + y*log(y)";
+    let opts = CompileOptions { dtype: Dtype::F64, params: Vec::new(), hessian: false, stabilize: true };
+    let mut prog = compile(src, &opts).expect("compiles");
+    let before = prog.rewrites.clone();
+    assert!(before.len() >= 3, "{before:?}");
+    lower_fused(&mut prog).expect("lowers");
+    assert_eq!(prog.rewrites, before);
+    for (i, r) in before.iter().enumerate() {
+        assert!(!r.before.is_empty() && !r.after.is_empty() && r.before != r.after, "{r:?}");
+        assert!(!before[..i].contains(r), "logged twice: {r:?}");
+    }
+}
+
+#[test]
 fn stabilization_is_deterministic_and_bounded() {
     // The same source twice gives the same graph, rewrites and printed forms.
     let src = "pred x[C]\ntarget k: index\ntarget y\n-log(exp(x[k])/sum(exp(x))) + log(1 + exp(-y*sum(x)))";
