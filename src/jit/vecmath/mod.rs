@@ -912,12 +912,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         } else {
             self.k.magic.to_bits() as i64
         };
-        // `pow2_from_bits(tb + (exp_shift − magic_bits), 0)` with its two additions of
-        // constants as one (the same bits: integer addition wraps and associates).
-        let n = self.i(self.k.exp_shift - magic_bits + self.k.bias);
-        let e = self.b.ins().iadd(tb, n);
-        let sh = self.b.ins().ishl_imm_u(e, self.k.mant_bits);
-        let s1 = self.float_from_bits(sh);
+        // 2^(n + exp_shift): n's bits are tb − magic_bits, added to the bias in one constant.
+        let s1 = self.pow2_from_bits(tb, self.k.exp_shift - magic_bits);
         let u = self.mul(u, s1);
         let s2 = self.f((-self.k.exp_shift as f64).exp2());
         self.mul(u, s2)
