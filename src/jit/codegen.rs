@@ -2196,7 +2196,7 @@ fn positive_logs(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
 /// True when `c` is `x > 0` (or `0 < x`): false for x ≤ 0 and NaN.
 fn is_positive_test(g: &Graph, c: NodeId, x: NodeId) -> bool {
     let node = g.node(c);
-    let zero = |id: NodeId| matches!(g.node(id).op, Op::Const(bits) if f64::from_bits(bits) == 0.0);
+    let zero = |id: NodeId| g.constant(id) == Some(0.0);
     match node.op {
         Op::Gt => node.args[0] == x && zero(node.args[1]),
         Op::Lt => node.args[1] == x && zero(node.args[0]),
