@@ -1648,6 +1648,15 @@ impl<'a> Translator<'a> {
         let g = self.g;
         let roots = ctx.roots;
         let plan = &ctx.plans[p];
+        // A pass with nothing to chain (no reduction, no W·l: stores only) gains nothing from
+        // holding two rows at once and spills for it: a loop per row, with the same bits.
+        // Cross-entropy (C = 64): 31.6 → 30.4 instructions per element.
+        if rows.len() > 1 && plan.reductions.is_empty() && !plan.loss_here {
+            for k in 0..rows.len() {
+                self.class_pass(p, choose, ctx, &mut rows[k..=k], acc, c_var);
+            }
+            return;
+        }
         let chosen_want = choose.map(|conds| self.want_under(p, ctx, conds));
         let want = chosen_want.as_ref().unwrap_or(&plan.want);
         let (reductions, class_stores, loss_here) =
