@@ -1632,6 +1632,29 @@ impl<'a> Translator<'a> {
         self.b.ins().select(ok, v, zero)
     }
 
+    /// Row values a pass's loop reads: the row arguments of the class values it computes
+    /// (`want`) and the row values it stores, sorted.
+    fn pass_row_inputs(&self, want: &[bool], class_stores: &[usize]) -> Vec<NodeId> {
+        let g = self.g;
+        let mut row_inputs: Vec<NodeId> = Vec::new();
+        for i in 0..g.len() {
+            let id = NodeId(i as u32);
+            if !want[i] || g.kind(id) != Kind::Class {
+                continue;
+            }
+            row_inputs.extend(g.node(id).children().iter().filter(|c| g.kind(**c) == Kind::Row));
+        }
+        for k in class_stores {
+            let node = self.layout.stores[*k].0;
+            if g.kind(node) == Kind::Row {
+                row_inputs.push(node);
+            }
+        }
+        row_inputs.sort_unstable();
+        row_inputs.dedup();
+        row_inputs
+    }
+
     /// One loop over the classes of `rows` for pass `p`: each iteration computes class c
     /// of every row, one row after the other. The rows' chains are independent, so the core
     /// overlaps them anyway; emitted row by row rather than node by node, only one row's
@@ -1648,17 +1671,18 @@ impl<'a> Translator<'a> {
         let g = self.g;
         let roots = ctx.roots;
         let plan = &ctx.plans[p];
+        let chosen_want = choose.map(|conds| self.want_under(p, ctx, conds));
+        let want = chosen_want.as_ref().unwrap_or(&plan.want);
+        let row_inputs = self.pass_row_inputs(want, &plan.class_stores);
         // A pass with nothing to chain (no reduction, no W·l: stores only) gains nothing from
-        // holding two rows at once and spills for it: a loop per row, with the same bits.
-        // Cross-entropy (C = 64): 31.6 → 30.4 instructions per element.
-        if rows.len() > 1 && plan.reductions.is_empty() && !plan.loss_here {
+        // holding two rows at once, and with many row values (each a vector live over the
+        // loop, per row) it spills for it: then a loop per row, with the same bits.
+        if rows.len() > 1 && plan.reductions.is_empty() && !plan.loss_here && row_inputs.len() >= UNPAIRED_ROW_INPUTS {
             for k in 0..rows.len() {
                 self.class_pass(p, choose, ctx, &mut rows[k..=k], acc, c_var);
             }
             return;
         }
-        let chosen_want = choose.map(|conds| self.want_under(p, ctx, conds));
-        let want = chosen_want.as_ref().unwrap_or(&plan.want);
         let (reductions, class_stores, loss_here) =
             (plan.reductions.clone(), plan.class_stores.clone(), plan.loss_here);
         // Class values kept in scratch: loaded here when an earlier pass made them, stored
@@ -1697,23 +1721,6 @@ impl<'a> Translator<'a> {
                 nan_vars[k].push((nv, ns));
             }
         }
-        // Row values the loop reads (arguments of its class values, row values it stores).
-        let mut row_inputs: Vec<NodeId> = Vec::new();
-        for i in 0..g.len() {
-            let id = NodeId(i as u32);
-            if !want[i] || g.kind(id) != Kind::Class {
-                continue;
-            }
-            row_inputs.extend(g.node(id).children().iter().filter(|c| g.kind(**c) == Kind::Row));
-        }
-        for k in &class_stores {
-            let node = self.layout.stores[*k].0;
-            if g.kind(node) == Kind::Row {
-                row_inputs.push(node);
-            }
-        }
-        row_inputs.sort_unstable();
-        row_inputs.dedup();
         // Each row's validity as a float (1 or 0), for masking stores.
         let valid_f: Vec<Option<Value>> = rows
             .iter()
@@ -2041,6 +2048,14 @@ pub(crate) fn finite_split(g: &Graph, roots: &Roots, layout: &Layout, needed: &[
     let after = |set: &[bool]| set.iter().zip(&prefix).map(|(n, p)| *n && !p).collect::<Vec<bool>>();
     Some(FiniteSplit { fast: after(&fast), slow: after(needed), tests, prefix })
 }
+
+/// Fewest row values (see `Translator::pass_row_inputs`) for which a store-only pass of a
+/// row pair runs a loop per row. Instructions per element (optimized kernels, C = 64), a
+/// loop per row against both rows in one: cosine similarity (6 row values) 15.7 → 14.7,
+/// cross-entropy (5) 31.6 → 30.4, sparse categorical cross-entropy from logits (5)
+/// 30.8 → 30.3; but categorical hinge (3) 10.3 → 10.8 and bootstrapped cross-entropy (4)
+/// 50.0 → 50.6, whose loops held both rows without spilling and paid the per-row set-up twice.
+const UNPAIRED_ROW_INPUTS: usize = 5;
 
 /// Most values the gradient and the loss share for an element kernel to be unrolled.
 const KEPT_FOR_UNROLLING: usize = 2;
