@@ -1381,7 +1381,10 @@ impl<'a> Translator<'a> {
         let mut rows: Vec<RowState> =
             rs.iter().enumerate().map(|(k, r)| self.row_state(*r, roots, k * ctx.n_slots)).collect();
         for p in 0..=n_passes {
-            if p > 0 {
+            // A pass with nothing to make (no reduction, store, W·l or kept value; a class
+            // input read only through a gather still numbers one) emits no loop: the Σ
+            // pre-pass of cross-entropy's weights ran an empty class loop on every row.
+            if p > 0 && !ctx.plans[p].seeds.is_empty() {
                 if !ctx.plans[p].split.is_empty() {
                     self.split_pass(p, ctx, &mut rows, acc, c_var);
                 } else if ctx.plans[p].guard.is_empty() {
