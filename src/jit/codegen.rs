@@ -123,6 +123,16 @@ struct PassPlan {
     split: Vec<NodeId>,
 }
 
+/// What one class loop of a pass computes: all of the pass, or its reductions or its
+/// stores alone (see `Translator::class_pass`).
+struct PassPart<'p> {
+    /// Class nodes computed (or loaded from scratch) in the loop.
+    want: &'p [bool],
+    reductions: &'p [NodeId],
+    class_stores: &'p [usize],
+    loss_here: bool,
+}
+
 /// Where a node's value is needed (see `Translator::guards`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Need {
@@ -1658,10 +1668,11 @@ impl<'a> Translator<'a> {
         row_inputs
     }
 
-    /// One loop over the classes of `rows` for pass `p`: each iteration computes class c
-    /// of every row, one row after the other. The rows' chains are independent, so the core
-    /// overlaps them anyway; emitted row by row rather than node by node, only one row's
-    /// temporaries are live at a time (fewer spills: −1% to −3% instructions, measured).
+    /// The loops over the classes of `rows` for pass `p` (see [`Self::class_loop`]): one
+    /// for the pair, or one per row for a pass that only stores and reads many row values,
+    /// or, for a pass that also reduces, a paired loop for its reductions followed by a loop
+    /// per row for its stores (same bits either way: each loop computes the class values it
+    /// needs, and the reductions add in the same order).
     fn class_pass(
         &mut self,
         p: usize,
@@ -1672,28 +1683,82 @@ impl<'a> Translator<'a> {
         c_var: Variable,
     ) {
         let g = self.g;
-        let roots = ctx.roots;
         let plan = &ctx.plans[p];
         let chosen_want = choose.map(|conds| self.want_under(p, ctx, conds));
         let want = chosen_want.as_ref().unwrap_or(&plan.want);
-        let row_inputs = self.pass_row_inputs(want, &plan.class_stores);
-        // A pass with nothing to chain (no reduction, no W·l: stores only) gains nothing from
-        // holding two rows at once, and with many row values (each a vector live over the
-        // loop, per row) it spills for it: then a loop per row, with the same bits.
-        if rows.len() > 1 && plan.reductions.is_empty() && !plan.loss_here && row_inputs.len() >= UNPAIRED_ROW_INPUTS {
-            for k in 0..rows.len() {
-                self.class_pass(p, choose, ctx, &mut rows[k..=k], acc, c_var);
+        let all = PassPart {
+            want,
+            reductions: &plan.reductions,
+            class_stores: &plan.class_stores,
+            loss_here: plan.loss_here,
+        };
+        if rows.len() < 2 || plan.loss_here || plan.class_stores.is_empty() {
+            self.class_loop(p, choose, &all, ctx, rows, acc, c_var);
+            return;
+        }
+        if plan.reductions.is_empty() {
+            // Stores only: a vector per row value and row is live over the loop; with many,
+            // holding two rows at once spills, and with nothing to chain it gains nothing.
+            if self.pass_row_inputs(want, &plan.class_stores).len() >= UNPAIRED_ROW_INPUTS {
+                for k in 0..rows.len() {
+                    self.class_loop(p, choose, &all, ctx, &mut rows[k..=k], acc, c_var);
+                }
+            } else {
+                self.class_loop(p, choose, &all, ctx, rows, acc, c_var);
             }
             return;
         }
+        // Reductions and stores: when the stores read many row values, the reductions get
+        // their own paired loop and the stores a loop per row, unless that would compute an
+        // inline transcendental twice or the pass keeps a value for a later one (stored once).
+        let loaded = |i: usize| ctx.slots[i].is_some() && ctx.pass[i] < p;
+        let keeps = (0..g.len()).any(|i| want[i] && ctx.slots[i].is_some() && ctx.pass[i] == p);
+        let store_seeds: Vec<NodeId> = plan.class_stores.iter().map(|k| self.layout.stores[*k].0).collect();
+        let want_stores = pass_closure(g, want, &loaded, &store_seeds);
+        let red_seeds: Vec<NodeId> = plan.reductions.iter().map(|r| g.node(*r).args[0]).collect();
+        let want_red = pass_closure(g, want, &loaded, &red_seeds);
+        let heavy = (0..g.len())
+            .any(|i| want_red[i] && want_stores[i] && !loaded(i) && is_transcendental(g.node(NodeId(i as u32)).op));
+        if keeps || heavy || self.pass_row_inputs(&want_stores, &plan.class_stores).len() < UNPAIRED_ROW_INPUTS {
+            self.class_loop(p, choose, &all, ctx, rows, acc, c_var);
+            return;
+        }
+        let reduce = PassPart { want: &want_red, reductions: &plan.reductions, class_stores: &[], loss_here: false };
+        self.class_loop(p, choose, &reduce, ctx, rows, acc, c_var);
+        let store =
+            PassPart { want: &want_stores, reductions: &[], class_stores: &plan.class_stores, loss_here: false };
+        for k in 0..rows.len() {
+            self.class_loop(p, choose, &store, ctx, &mut rows[k..=k], acc, c_var);
+        }
+    }
+
+    /// One loop over the classes of `rows` for (part of) pass `p`: each iteration computes
+    /// class c of every row, one row after the other. The rows' chains are independent, so the core
+    /// overlaps them anyway; emitted row by row rather than node by node, only one row's
+    /// temporaries are live at a time (fewer spills: −1% to −3% instructions, measured).
+    #[allow(clippy::too_many_arguments)]
+    fn class_loop(
+        &mut self,
+        p: usize,
+        choose: Option<&[NodeId]>,
+        part: &PassPart<'_>,
+        ctx: &RowCtx<'_>,
+        rows: &mut [RowState],
+        acc: &[Variable],
+        c_var: Variable,
+    ) {
+        let g = self.g;
+        let roots = ctx.roots;
+        let want = part.want;
         let (reductions, class_stores, loss_here) =
-            (plan.reductions.clone(), plan.class_stores.clone(), plan.loss_here);
+            (part.reductions.to_vec(), part.class_stores.to_vec(), part.loss_here);
         // Class values kept in scratch: loaded here when an earlier pass made them, stored
         // here when this pass makes them for a later one.
         let kept: Vec<(usize, bool)> =
             (0..g.len()).map(|i| ctx.slots[i].map_or((usize::MAX, false), |s| (s, ctx.pass[i] < p))).collect();
         let stride = ctx.stride;
         let n_rows = rows.len();
+        let row_inputs = self.pass_row_inputs(want, &class_stores);
         // Accumulators for the reductions of each row: a vector and a scalar each.
         let mut red_vars = vec![Vec::new(); n_rows];
         let mut nan_vars = vec![Vec::new(); n_rows];
@@ -1949,6 +2014,26 @@ pub(crate) fn vector_lanes(dtype: Dtype) -> usize {
 pub(crate) fn needed(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
     let stores = layout.stores.iter().map(|s| s.0);
     reachable(g, std::iter::once(roots.wl).chain(stores))
+}
+
+/// The class nodes of `want` that `seeds` need, through class arguments, not looking
+/// past a value `loaded` from scratch.
+fn pass_closure(g: &Graph, want: &[bool], loaded: &dyn Fn(usize) -> bool, seeds: &[NodeId]) -> Vec<bool> {
+    let mut w = vec![false; g.len()];
+    for id in seeds {
+        w[id.index()] = want[id.index()] && g.kind(*id) == Kind::Class;
+    }
+    for i in (0..g.len()).rev() {
+        if !w[i] || loaded(i) {
+            continue;
+        }
+        for c in g.node(NodeId(i as u32)).children() {
+            if want[c.index()] && g.kind(*c) == Kind::Class {
+                w[c.index()] = true;
+            }
+        }
+    }
+    w
 }
 
 /// The nodes `from` reach (themselves included), by index, through the value argument only
