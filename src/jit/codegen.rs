@@ -796,7 +796,16 @@ impl<'a> Translator<'a> {
             None if op == Op::Exp && has_sign(self.g, children[0], true, 4) => {
                 self.math(MathFunc::ExpNonPositive, args[0])
             }
+            None if op == Op::Log && is_normal(self.g, children[0]) => self.math(MathFunc::LogNormal, args[0]),
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
+            None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
+            None if op == Op::Log1p && {
+                let r = value_range(self.g, children[0], &mut Vec::new(), RANGE_DEPTH);
+                r.lo > -1.0 && r.hi <= 1.0
+            } =>
+            {
+                self.math(MathFunc::Log1pSmall, args[0])
+            }
             None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
                 self.math(MathFunc::Log1pNonNegative, args[0])
             }
@@ -2316,6 +2325,187 @@ fn is_positive_test(g: &Graph, c: NodeId, x: NodeId) -> bool {
     }
 }
 
+/// Levels of the graph [`value_range`] looks through: enough for a clip inside `1 − ·` or a
+/// quotient (4), few enough that a query visits at most 3^6 nodes (a clamp has 3 children).
+const RANGE_DEPTH: u32 = 6;
+
+/// A closed interval `[lo, hi]` (bounds may be infinite) that a value lies in, or is NaN:
+/// every interval admits NaN.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Range {
+    lo: f64,
+    hi: f64,
+}
+
+impl Range {
+    const ANY: Range = Range { lo: f64::NEG_INFINITY, hi: f64::INFINITY };
+
+    fn new(lo: f64, hi: f64) -> Range {
+        // A NaN bound (inf − inf, 0·inf) proves nothing.
+        if lo.is_nan() || hi.is_nan() {
+            Range::ANY
+        } else {
+            Range { lo, hi }
+        }
+    }
+
+    fn union(self, o: Range) -> Range {
+        Range::new(self.lo.min(o.lo), self.hi.max(o.hi))
+    }
+
+    fn meet(self, o: Range) -> Range {
+        Range { lo: self.lo.max(o.lo), hi: self.hi.min(o.hi) }
+    }
+}
+
+/// A node and a range its value is known to lie in (on one branch of a `where`).
+type Fact = (NodeId, Range);
+
+/// True when node `id` is a positive normal finite number (or NaN) whatever the inputs, the
+/// range of [`MathFunc::LogNormal`].
+fn is_normal(g: &Graph, id: NodeId) -> bool {
+    let r = value_range(g, id, &mut Vec::new(), RANGE_DEPTH);
+    let (min, max) = normal_bounds(g.dtype);
+    r.lo >= min && r.hi <= max
+}
+
+/// The least positive normal number and the greatest finite one.
+fn normal_bounds(dtype: Dtype) -> (f64, f64) {
+    match dtype {
+        Dtype::F32 => (f64::from(f32::MIN_POSITIVE), f64::from(f32::MAX)),
+        Dtype::F64 => (f64::MIN_POSITIVE, f64::MAX),
+    }
+}
+
+/// The interval node `id`'s value lies in (or is NaN) whatever the inputs, `depth` levels
+/// deep, where `known` holds what the enclosing `where` branches prove of some nodes: a
+/// branch of `where(x < k, ·, ·)` (or `>`, `≤`, `≥`, either way round) with a constant `k`
+/// bounds x on that side, the clamp shape `where(x < lo, lo, where(x > hi, hi, x))` included
+/// (a NaN x takes the second branch and stays NaN). Sums, differences, products and
+/// quotients bound their results by their operands' bounds computed in the kernel's
+/// precision: its rounding is monotone, so the bounds of the rounded results are the
+/// rounded bounds.
+fn value_range(g: &Graph, id: NodeId, known: &mut Vec<Fact>, depth: u32) -> Range {
+    let node = g.node(id);
+    let [a, b, c] = node.args;
+    let own = match node.op {
+        Op::Const(bits) => {
+            let v = round_to(g.dtype, f64::from_bits(bits));
+            Range::new(v, v)
+        }
+        _ if depth == 0 => Range::ANY,
+        Op::Where => {
+            let (t_known, f_known) = branch_facts(g, a);
+            let mut branch = |x: NodeId, fact: Option<Fact>| {
+                let n = known.len();
+                known.extend(fact);
+                let r = value_range(g, x, known, depth - 1);
+                known.truncate(n);
+                r
+            };
+            branch(b, t_known).union(branch(c, f_known))
+        }
+        Op::Neg => {
+            let r = value_range(g, a, known, depth - 1);
+            Range::new(-r.hi, -r.lo)
+        }
+        Op::Max | Op::Min | Op::Clamp => {
+            let ra = value_range(g, a, known, depth - 1);
+            let rb = value_range(g, b, known, depth - 1);
+            let m = if node.op == Op::Min {
+                Range::new(ra.lo.min(rb.lo), ra.hi.min(rb.hi))
+            } else {
+                Range::new(ra.lo.max(rb.lo), ra.hi.max(rb.hi))
+            };
+            if node.op == Op::Clamp {
+                let rc = value_range(g, c, known, depth - 1);
+                Range::new(m.lo.min(rc.lo), m.hi.min(rc.hi))
+            } else {
+                m
+            }
+        }
+        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            let ra = value_range(g, a, known, depth - 1);
+            let rb = value_range(g, b, known, depth - 1);
+            arith_range(g.dtype, node.op, ra, rb)
+        }
+        _ => Range::ANY,
+    };
+    known.iter().filter(|(k, _)| *k == id).fold(own, |r, (_, f)| r.meet(*f))
+}
+
+/// What `where(cond, ·, ·)`'s first and second branches know of a node, when `cond`
+/// compares it with a constant.
+fn branch_facts(g: &Graph, cond: NodeId) -> (Option<Fact>, Option<Fact>) {
+    let node = g.node(cond);
+    let [a, b, _] = node.args;
+    // x below k on the first branch (`x < k`, `x ≤ k`, `k > x`, `k ≥ x`), or above.
+    let (x, k, below) = match (node.op, g.constant(a), g.constant(b)) {
+        (Op::Lt | Op::Le, None, Some(k)) => (a, k, true),
+        (Op::Gt | Op::Ge, None, Some(k)) => (a, k, false),
+        (Op::Gt | Op::Ge, Some(k), None) => (b, k, true),
+        (Op::Lt | Op::Le, Some(k), None) => (b, k, false),
+        _ => return (None, None),
+    };
+    if k.is_nan() {
+        return (None, None);
+    }
+    let k = round_to(g.dtype, k);
+    let (lower, upper) = (Range::new(f64::NEG_INFINITY, k), Range::new(k, f64::INFINITY));
+    // NaN fails every comparison and takes the second branch, which admits it.
+    if below {
+        (Some((x, lower)), Some((x, upper)))
+    } else {
+        (Some((x, upper)), Some((x, lower)))
+    }
+}
+
+/// `v` rounded to the kernel's precision (constants are emitted so).
+fn round_to(dtype: Dtype, v: f64) -> f64 {
+    match dtype {
+        Dtype::F32 => f64::from(v as f32),
+        Dtype::F64 => v,
+    }
+}
+
+/// Bounds of `a op b` for `a`, `b` in the given ranges, each bound computed in the kernel's
+/// precision; products and quotients only for nonnegative operands (and positive divisors).
+fn arith_range(dtype: Dtype, op: Op, a: Range, b: Range) -> Range {
+    let f = |x: f64, y: f64| -> f64 {
+        match dtype {
+            Dtype::F32 => {
+                let (x, y) = (x as f32, y as f32);
+                f64::from(match op {
+                    Op::Add => x + y,
+                    Op::Sub => x - y,
+                    Op::Mul => x * y,
+                    _ => x / y,
+                })
+            }
+            Dtype::F64 => match op {
+                Op::Add => x + y,
+                Op::Sub => x - y,
+                Op::Mul => x * y,
+                _ => x / y,
+            },
+        }
+    };
+    match op {
+        Op::Add => Range::new(f(a.lo, b.lo), f(a.hi, b.hi)),
+        Op::Sub => Range::new(f(a.lo, b.hi), f(a.hi, b.lo)),
+        Op::Mul if a.lo >= 0.0 && b.lo >= 0.0 => Range::new(f(a.lo, b.lo), f(a.hi, b.hi)),
+        Op::Div if a.lo >= 0.0 && b.lo > 0.0 => Range::new(f(a.lo, b.hi), f(a.hi, b.lo)),
+        _ => Range::ANY,
+    }
+}
+
+/// True when node `id` is `e^x` with `x ≤ 0` (or NaN), so in `[0, 1]` (or NaN), the range of
+/// [`MathFunc::Log1pUnit`] (`exp`'s rounding stays within it).
+fn is_unit_exp(g: &Graph, id: NodeId) -> bool {
+    let node = g.node(id);
+    node.op == Op::Exp && has_sign(g, node.args[0], true, 4)
+}
+
 /// True when node `id` is `≤ 0` (`nonpositive`) or `≥ 0` (otherwise), or NaN, whatever the
 /// inputs: a conservative proof, `depth` levels deep. `exp` of a nonpositive argument needs
 /// neither the upper clamp nor a scaling for `n > 0` ([`MathFunc::ExpNonPositive`]), `log1p`
@@ -2343,5 +2533,69 @@ fn has_sign(g: &Graph, id: NodeId, nonpositive: bool, depth: u32) -> bool {
         }
         Op::Add => has_sign(g, a, nonpositive, depth - 1) && has_sign(g, b, nonpositive, depth - 1),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(g: &Graph, id: NodeId) -> Range {
+        value_range(g, id, &mut Vec::new(), RANGE_DEPTH)
+    }
+
+    /// Keras's clip `where(p < ε, ε, where(p > 1 − ε, 1 − ε, p))` is [ε, 1 − ε] with the
+    /// bounds rounded to the kernel's precision, so its log is `log_normal`'s and the log1p
+    /// of its negation `log1p_small`'s; the data itself, or a one-sided clip, proves nothing.
+    #[test]
+    fn clipped_probabilities_have_a_range() {
+        for dtype in [Dtype::F32, Dtype::F64] {
+            let mut g = Graph::new(dtype, vec![Kind::Row]);
+            let p = g.leaf(Op::Input(0), Kind::Row);
+            let (eps, top) = (g.cst(1e-7), g.cst(1.0 - 1e-7));
+            let low = g.bin(Op::Lt, p, eps);
+            let high = g.bin(Op::Gt, p, top);
+            let inner = g.select(high, top, p);
+            let clipped = g.select(low, eps, inner);
+            let r = range(&g, clipped);
+            assert_eq!((r.lo, r.hi), (round_to(dtype, 1e-7), round_to(dtype, 1.0 - 1e-7)), "{dtype:?}");
+            assert!(is_normal(&g, clipped));
+            let neg = g.un(Op::Neg, clipped);
+            let r = range(&g, neg);
+            assert!(r.lo > -1.0 && r.hi < 0.0);
+            // 1 − p: [fl(1 − (1 − ε)), fl(1 − ε)], still normal.
+            let one = g.cst(1.0);
+            let q = g.bin(Op::Sub, one, clipped);
+            assert!(is_normal(&g, q));
+            // The same clip written the other way round (`ε > p`) and as `clamp`.
+            let low_rev = g.bin(Op::Gt, eps, p);
+            let rev = g.select(low_rev, eps, inner);
+            assert_eq!(range(&g, rev), range(&g, clipped));
+            let clamp = g.add(Op::Clamp, &[p, eps, top]);
+            assert_eq!(range(&g, clamp), range(&g, clipped));
+            assert!(!is_normal(&g, p));
+            assert!(!is_normal(&g, inner), "clipped above only");
+            // Clipped at 0: log(0) = −inf needs the full log.
+            let zero = g.cst(0.0);
+            let at_zero = g.bin(Op::Lt, p, zero);
+            let nonneg = g.select(at_zero, zero, inner);
+            assert!(!is_normal(&g, nonneg));
+        }
+    }
+
+    /// Products and quotients of nonnegative ranges, and nothing for signed ones.
+    #[test]
+    fn arithmetic_bounds() {
+        let r = |lo, hi| Range::new(lo, hi);
+        assert_eq!(arith_range(Dtype::F64, Op::Div, r(1e-7, 1.0), r(1e-7, 1.0)), r(1e-7, 1e7));
+        assert_eq!(arith_range(Dtype::F64, Op::Mul, r(0.5, 2.0), r(2.0, 3.0)), r(1.0, 6.0));
+        assert_eq!(arith_range(Dtype::F64, Op::Mul, r(-1.0, 2.0), r(2.0, 3.0)), Range::ANY);
+        assert_eq!(arith_range(Dtype::F64, Op::Div, r(1.0, 2.0), r(0.0, 3.0)), Range::ANY);
+        assert_eq!(
+            arith_range(Dtype::F64, Op::Sub, r(f64::INFINITY, f64::INFINITY), r(1.0, f64::INFINITY)),
+            Range::ANY
+        );
+        // Rounded as the kernel rounds: 1 + 2^-30 is 1 in f32.
+        assert_eq!(arith_range(Dtype::F32, Op::Add, r(1.0, 1.0), r(2f64.powi(-30), 2f64.powi(-30))), r(1.0, 1.0));
     }
 }

@@ -184,6 +184,19 @@ pub(crate) enum MathFunc {
     /// `x = −1`; kernels use it where the graph proves the argument `≥ 0` (`log1p(e^−|x|)` in
     /// `softplus` and `log_sigmoid`, BCE with logits).
     Log1pNonNegative,
+    /// `log1p` for arguments in `[+0, 1.5]` (or NaN), bit for bit, with the reduction of
+    /// `1 + x` to `[√½, √2)` by one comparison and no fix-ups but NaN's; kernels use it where
+    /// the argument is an exponential of a nonpositive value (`log1p(e^−|x|)` in `softplus`
+    /// and `log_sigmoid`), which is in `[+0, 1]`.
+    Log1pUnit,
+    /// `log` for positive normal finite arguments (or NaN), bit for bit, without the fix-ups
+    /// for subnormal numbers, ±0, negative numbers and +inf; kernels use it where the
+    /// argument's range is proved (`codegen::value_range`: a probability clipped to
+    /// `[ε, 1 − ε]`, as Keras's cross-entropies do).
+    LogNormal,
+    /// `log1p` for arguments in `(−1, 1]` (or NaN), bit for bit, without the fix-ups for
+    /// +inf, −1 and below (`log1p(−p)` of a clipped probability).
+    Log1pSmall,
 }
 
 impl MathFunc {
@@ -206,6 +219,9 @@ impl MathFunc {
             MathFunc::ExpNonPositive => "exp_nonpositive",
             MathFunc::LogPositive => "log_positive",
             MathFunc::Log1pNonNegative => "log1p_nonnegative",
+            MathFunc::Log1pUnit => "log1p_unit",
+            MathFunc::LogNormal => "log_normal",
+            MathFunc::Log1pSmall => "log1p_small",
         }
     }
 
@@ -286,6 +302,9 @@ pub(crate) fn emit_math(
         MathFunc::ExpNonPositive => em.exp_nonpositive(x),
         MathFunc::LogPositive => em.log_positive(x),
         MathFunc::Log1pNonNegative => em.log1p_checked(x, false),
+        MathFunc::Log1pUnit => em.log1p_unit(x),
+        MathFunc::LogNormal => em.log_normal(x),
+        MathFunc::Log1pSmall => em.log1p_small(x),
     })
 }
 
@@ -961,6 +980,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// replace), where the exponent is reduced by `k_base − 2^mant_bits − bias`.
     /// `corr` must be small compared with `xs`'s own rounding (it is `c/u` for `log1p`).
     fn log_kernel(&mut self, xs: Value, k_base: Value, corr: Option<Value>) -> Value {
+        let (m, kf) = self.log_reduce(xs, k_base);
+        self.log_reduced(m, kf, corr)
+    }
+
+    /// `xs = m·2^k` with `m` in `[√½, √2)`, from the exponent bits (`k_base` as in
+    /// [`Emitter::log_kernel`]): `(m, k as a float)`.
+    fn log_reduce(&mut self, xs: Value, k_base: Value) -> (Value, Value) {
         let k = self.k;
         let off = self.i(k.log_off);
         let bits = self.int_bits(xs);
@@ -976,7 +1002,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let mb = self.b.ins().band(ix, mask);
         let base = self.i(k.log_base);
         let mb = self.b.ins().iadd(mb, base);
-        let m = self.float_from_bits(mb);
+        (self.float_from_bits(mb), kf)
+    }
+
+    /// `log(m·2^k) + corr` for `m` in `[√½, √2)` (and `kf` = k), fdlibm's polynomial.
+    fn log_reduced(&mut self, m: Value, kf: Value, corr: Option<Value>) -> Value {
+        let k = self.k;
         let one = self.f(1.0);
         let f = self.sub(m, one);
         let half_f = self.mul_k(f, 0.5);
@@ -1019,6 +1050,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sel(is_inf, inf, res)
     }
 
+    /// `log` for positive normal finite `x` (or NaN), bit for bit: the kernel and NaN's fix-up.
+    fn log_normal(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
+        let k_base = self.f(base);
+        let res = self.log_kernel(x, k_base, None);
+        self.nan_of_nan(x, res)
+    }
+
     /// Special values: +inf → +inf (in [`Emitter::log_positive`]), x < 0 or NaN → NaN, ±0 → −inf.
     fn log(&mut self, x: Value) -> Value {
         let res = self.log_positive(x);
@@ -1042,6 +1082,63 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
         let k_base = self.f(base);
         self.log_kernel(u, k_base, Some(corr))
+    }
+
+    /// `log1p` for `+0 ≤ x ≤ 1.5` (or NaN), bit for bit (−0 gives +0): `u = 1 + x` lies in `[1, 2.5]`, so the
+    /// reduction to `[√½, √2)` is one comparison (`m = u` or `u/2`, `k = 0` or 1) instead of
+    /// the exponent bits, TwoSum's error term is FastTwoSum's (x's exponent is at most 1's),
+    /// and only NaN needs a fix-up: ±inf, −1 and below are out of range, and a tiny `x`
+    /// comes out of the polynomial as itself (`corr = x/1`, every other term 0).
+    fn log1p_unit(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let (u, corr) = self.one_plus_small(x);
+        // The least u that `log_reduce` gives an exponent of 1: `2^mant_bits + log_base`.
+        let split_bits = (1i64 << k.mant_bits) + k.log_base;
+        let split = if k.lane == types::F32 {
+            f64::from(f32::from_bits(split_bits as u32))
+        } else {
+            f64::from_bits(split_bits as u64)
+        };
+        let split = self.f(split);
+        let big = self.cmp(FloatCC::GreaterThanOrEqual, u, split);
+        let half = self.mul_k(u, 0.5);
+        let m = self.sel(big, half, u);
+        let one = self.f(1.0);
+        let kf = self.sel_zero(big, one);
+        let res = self.log_reduced(m, kf, Some(corr));
+        self.nan_of_nan(x, res)
+    }
+
+    /// `u = fl(1 + x)` and `c/u`, where `c = 1 + x − u` exactly: FastTwoSum's error term,
+    /// which is TwoSum's for `|x| ≤ 1` (and for x below 2, whose exponent is 1's).
+    fn one_plus_small(&mut self, x: Value) -> (Value, Value) {
+        let one = self.f(1.0);
+        let u = self.add(one, x);
+        let um1 = self.sub(u, one);
+        let c = self.sub(x, um1);
+        (u, self.div(c, u))
+    }
+
+    /// `res`, or log's and log1p's NaN (not the argument's) where `x` is NaN.
+    fn nan_of_nan(&mut self, x: Value, res: Value) -> Value {
+        let is_nan = self.cmp(FloatCC::Unordered, x, x);
+        let nan = self.f(f64::NAN);
+        self.sel(is_nan, nan, res)
+    }
+
+    /// `log1p` for `−1 < x ≤ 1` (or NaN), bit for bit: FastTwoSum for `1 + x` and no fix-ups
+    /// for ±inf, −1 and below.
+    fn log1p_small(&mut self, x: Value) -> Value {
+        let k = self.k;
+        let (u, corr) = self.one_plus_small(x);
+        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
+        let k_base = self.f(base);
+        let res = self.log_kernel(u, k_base, Some(corr));
+        let res = self.nan_of_nan(x, res);
+        let ax = self.abs(x);
+        let tiny = self.f(k.tiny);
+        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, x, res)
     }
 
     /// `log1p` with its special values: +inf → +inf, x < −1 or NaN → NaN, and with

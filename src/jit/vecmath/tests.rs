@@ -92,6 +92,10 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
         (Func::Exp | Func::ExpDw | Func::ExpNonPositive, false) => (-746.0, 710.0),
         (Func::Log | Func::LogPositive, _) => (0.0, max),
         (Func::Log1p | Func::Log1pNonNegative, _) => (-1.0, max),
+        (Func::Log1pUnit, _) => (0.0, 1.5),
+        (Func::LogNormal, true) => (f64::from(f32::MIN_POSITIVE), max),
+        (Func::LogNormal, false) => (f64::MIN_POSITIVE, max),
+        (Func::Log1pSmall, _) => (-1.0, 1.0),
         (Func::Expm1, true) => (-20.0, 89.0),
         (Func::Expm1, false) => (-40.0, 710.0),
         (Func::Sigmoid | Func::Softplus, true) => (-110.0, 30.0),
@@ -111,8 +115,10 @@ fn range(func: Func, is_f32: bool) -> (f64, f64) {
 fn focus(func: Func) -> (f64, f64) {
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive | Func::Expm1 => (-2.0, 2.0),
-        Func::Log | Func::LogPositive => (0.25, 4.0),
+        Func::Log | Func::LogPositive | Func::LogNormal => (0.25, 4.0),
         Func::Log1p | Func::Log1pNonNegative => (-0.75, 2.0),
+        Func::Log1pUnit => (0.0, 1.5),
+        Func::Log1pSmall => (-0.75, 1.0),
         Func::Sigmoid | Func::Softplus | Func::LogSigmoid => (-40.0, 40.0),
         Func::Tanh => (-5.0, 5.0),
         Func::Sinh | Func::Cosh => (-3.0, 3.0),
@@ -189,8 +195,8 @@ fn ref32(func: Func, x: f32) -> f64 {
     let x = f64::from(x);
     match func {
         Func::Exp | Func::ExpDw | Func::ExpNonPositive => x.exp(),
-        Func::Log | Func::LogPositive => x.ln(),
-        Func::Log1p | Func::Log1pNonNegative => x.ln_1p(),
+        Func::Log | Func::LogPositive | Func::LogNormal => x.ln(),
+        Func::Log1p | Func::Log1pNonNegative | Func::Log1pUnit | Func::Log1pSmall => x.ln_1p(),
         Func::Expm1 => x.exp_m1(),
         Func::Sigmoid => {
             let e = (-x.abs()).exp();
@@ -228,7 +234,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Ok(r::exp(x))
             }
         }
-        Func::Log | Func::LogPositive => {
+        Func::Log | Func::LogPositive | Func::LogNormal => {
             if x < 0.0 {
                 Err(f64::NAN)
             } else if x == 0.0 {
@@ -239,7 +245,7 @@ fn ref64(func: Func, x: f64) -> Result<reference::Scaled, f64> {
                 Ok(r::Scaled::from_dd(r::ln(x)))
             }
         }
-        Func::Log1p | Func::Log1pNonNegative => {
+        Func::Log1p | Func::Log1pNonNegative | Func::Log1pUnit | Func::Log1pSmall => {
             if x < -1.0 {
                 Err(f64::NAN)
             } else if x == -1.0 {
@@ -523,7 +529,13 @@ fn special_table(func: Func, is_f32: bool) -> Vec<(f64, f64)> {
     let mut t = vec![(nan, nan)];
     match func {
         // `exp_dw` has two operands: `exp_dw_of_row_differences` checks its special rows.
-        Func::ExpDw | Func::ExpNonPositive | Func::LogPositive | Func::Log1pNonNegative => {}
+        Func::ExpDw
+        | Func::ExpNonPositive
+        | Func::LogPositive
+        | Func::LogNormal
+        | Func::Log1pNonNegative
+        | Func::Log1pUnit
+        | Func::Log1pSmall => {}
         Func::Exp => {
             t.extend([
                 (0.0, 1.0),
@@ -877,32 +889,98 @@ fn exp_dw_and_exp_nonpositive_are_exp_bit_for_bit() {
     println!("{checked} f32 and 200000 f64 arguments agree");
 }
 
+/// Asserts that `variant` computes `generic`'s bits at the f32 arguments of `f32s` (bit
+/// patterns) and the f64 arguments of `f64s`, through the compiled scalar routines; returns
+/// how many f32 arguments were checked.
+fn same_bits(generic: Func, variant: Func, f32s: impl Iterator<Item = u32>, f64s: impl Iterator<Item = f64>) -> u64 {
+    let fns = scalar_routines(generic, variant);
+    let mut checked = 0u64;
+    for bits in f32s {
+        let x = f32::from_bits(bits);
+        let (want, got) = ((fns.f32[0])(x).to_bits(), (fns.f32[1])(x).to_bits());
+        assert_eq!(
+            got,
+            want,
+            "f32 {} at {x:e}: {} against {}",
+            variant.name(),
+            f32::from_bits(got),
+            f32::from_bits(want)
+        );
+        checked += 1;
+    }
+    for x in f64s {
+        let (want, got) = ((fns.f64[0])(x).to_bits(), (fns.f64[1])(x).to_bits());
+        assert_eq!(
+            got,
+            want,
+            "f64 {} at {x:e}: {} against {}",
+            variant.name(),
+            f64::from_bits(got),
+            f64::from_bits(want)
+        );
+    }
+    checked
+}
+
+/// 200,000 f64 arguments from `pick(i, rng)`, then `extra`.
+fn f64_sample(seed: u64, pick: impl Fn(usize, &mut Rng) -> f64, extra: &[f64]) -> std::vec::IntoIter<f64> {
+    let mut rng = Rng(seed);
+    let mut sample: Vec<f64> = (0..200_000).map(|i| pick(i, &mut rng)).collect();
+    sample.extend_from_slice(extra);
+    sample.into_iter()
+}
+
+/// Every f32 with `LOSSC_LONG=1`, a stride of 997 otherwise.
+fn stride() -> usize {
+    if long_run() {
+        1
+    } else {
+        997
+    }
+}
+
+/// NaNs of either sign and other payloads: the routines return log's own NaN, not the
+/// argument's.
+const NAN_BITS: [u32; 4] = [0x7fc0_0000, 0xffc0_0000, 0x7fc0_1234, 0x7f80_0001];
+const NAN64: [f64; 2] = [f64::NAN, -f64::NAN];
+
 /// `log_positive` is `log` without the fix-ups for ±0, negative numbers and NaN: for every
 /// argument > 0 — subnormal, normal, +inf — the two agree bit for bit (every positive f32
 /// with `LOSSC_LONG=1`, a stride through them otherwise; 200,000 f64).
 #[test]
 fn log_positive_is_log_bit_for_bit() {
-    let fns = scalar_routines(Func::Log, Func::LogPositive);
-    let step = if long_run() { 1 } else { 997 };
-    let near_one = (0.5f32.to_bits()..=2.0f32.to_bits()).step_by(step.max(7) / 7);
-    let mut checked = 0u64;
-    for bits in (1..=f32::INFINITY.to_bits()).step_by(step).chain(near_one).chain([1, 0x007f_ffff, 0x0080_0000]) {
-        let x = f32::from_bits(bits);
-        assert_eq!((fns.f32[1])(x).to_bits(), (fns.f32[0])(x).to_bits(), "f32 log_positive at {x:e}");
-        checked += 1;
-    }
-    assert_eq!((fns.f32[1])(f32::INFINITY), f32::INFINITY);
-    let mut rng = Rng(0x10_9051);
-    for i in 0..200_000 {
-        let x = match i % 4 {
-            0 => f64::from_bits(1 + rng.next() % f64::MIN_POSITIVE.to_bits()),
-            1 => 0.5 + 1.5 * rng.unit(),
-            _ => f64::from_bits(1 + rng.next() % (f64::INFINITY.to_bits() - 1)),
-        };
-        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log_positive at {x:e}");
-    }
-    assert_eq!((fns.f64[1])(f64::INFINITY), f64::INFINITY);
-    println!("{checked} f32 and 200000 f64 arguments agree");
+    let near_one = (0.5f32.to_bits()..=2.0f32.to_bits()).step_by(stride().max(7) / 7);
+    let f32s = (1..=f32::INFINITY.to_bits()).step_by(stride()).chain(near_one).chain([1, 0x007f_ffff, 0x0080_0000]);
+    let pick = |i: usize, rng: &mut Rng| match i % 4 {
+        0 => f64::from_bits(1 + rng.next() % f64::MIN_POSITIVE.to_bits()),
+        1 => 0.5 + 1.5 * rng.unit(),
+        _ => f64::from_bits(1 + rng.next() % (f64::INFINITY.to_bits() - 1)),
+    };
+    let checked = same_bits(Func::Log, Func::LogPositive, f32s, f64_sample(0x10_9051, pick, &[f64::INFINITY]));
+    println!("{checked} f32 and 200001 f64 arguments agree");
+}
+
+/// `log_normal` is `log` with only NaN's fix-up: for every positive normal finite argument
+/// and NaN the two agree bit for bit (every such f32 with `LOSSC_LONG=1`, a stride through
+/// them otherwise, and every f32 in [0.5, 2]; 200,000 f64).
+#[test]
+fn log_normal_is_log_bit_for_bit() {
+    let near_one = (0.5f32.to_bits()..=2.0f32.to_bits()).step_by(stride().max(7) / 7);
+    let f32s = (f32::MIN_POSITIVE.to_bits()..=f32::MAX.to_bits())
+        .step_by(stride())
+        .chain(near_one)
+        .chain([f32::MIN_POSITIVE.to_bits(), f32::MAX.to_bits()])
+        .chain(NAN_BITS);
+    let pick = |i: usize, rng: &mut Rng| match i % 4 {
+        0 => f64::MIN_POSITIVE * (1.0 + 1e3 * rng.unit()),
+        1 => 0.5 + 1.5 * rng.unit(),
+        _ => f64::from_bits(
+            f64::MIN_POSITIVE.to_bits() + rng.next() % (f64::MAX.to_bits() - f64::MIN_POSITIVE.to_bits()),
+        ),
+    };
+    let extra = [f64::MIN_POSITIVE, f64::MAX, 1e-7, 0.9999999, NAN64[0], NAN64[1]];
+    let checked = same_bits(Func::Log, Func::LogNormal, f32s, f64_sample(0x10_90a1, pick, &extra));
+    println!("{checked} f32 and 200006 f64 arguments agree");
 }
 
 /// `log1p_nonnegative` is `log1p` without the fix-up for −1: for every argument ≥ 0 (±0,
@@ -910,31 +988,60 @@ fn log_positive_is_log_bit_for_bit() {
 /// `LOSSC_LONG=1`, a stride through them otherwise; 200,000 f64).
 #[test]
 fn log1p_nonnegative_is_log1p_bit_for_bit() {
-    let fns = scalar_routines(Func::Log1p, Func::Log1pNonNegative);
-    let step = if long_run() { 1 } else { 997 };
-    let near_zero = (0..=1.0f32.to_bits()).step_by(step.max(7) / 7);
-    // NaNs of either sign and other payloads too: log1p's own NaN, not the argument's.
-    let special =
-        [(-0.0f32).to_bits(), f32::NAN.to_bits(), 0xffc0_0000, 0x7fc0_1234, 0x7f80_0001, f32::INFINITY.to_bits()];
-    let mut checked = 0u64;
-    for bits in (0..=f32::INFINITY.to_bits()).step_by(step).chain(near_zero).chain(special) {
-        let x = f32::from_bits(bits);
-        assert_eq!((fns.f32[1])(x).to_bits(), (fns.f32[0])(x).to_bits(), "f32 log1p_nonnegative at {x:e}");
-        checked += 1;
-    }
-    let mut rng = Rng(0x1091_0a0e);
-    for i in 0..200_000 {
-        let x = match i % 4 {
-            0 => f64::from_bits(rng.next() % f64::MIN_POSITIVE.to_bits()),
-            1 => 2.0 * rng.unit(),
-            _ => f64::from_bits(rng.next() % f64::INFINITY.to_bits()),
-        };
-        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log1p_nonnegative at {x:e}");
-    }
-    for x in [-0.0, f64::INFINITY, f64::NAN, -f64::NAN, f64::from_bits(0x7ff8_0000_0000_1234)] {
-        assert_eq!((fns.f64[1])(x).to_bits(), (fns.f64[0])(x).to_bits(), "f64 log1p_nonnegative at {x:e}");
-    }
+    let near_zero = (0..=1.0f32.to_bits()).step_by(stride().max(7) / 7);
+    let special = [(-0.0f32).to_bits(), f32::INFINITY.to_bits()].into_iter().chain(NAN_BITS);
+    let f32s = (0..=f32::INFINITY.to_bits()).step_by(stride()).chain(near_zero).chain(special);
+    let pick = |i: usize, rng: &mut Rng| match i % 4 {
+        0 => f64::from_bits(rng.next() % f64::MIN_POSITIVE.to_bits()),
+        1 => 2.0 * rng.unit(),
+        _ => f64::from_bits(rng.next() % f64::INFINITY.to_bits()),
+    };
+    let extra = [-0.0, f64::INFINITY, NAN64[0], NAN64[1], f64::from_bits(0x7ff8_0000_0000_1234)];
+    let checked = same_bits(Func::Log1p, Func::Log1pNonNegative, f32s, f64_sample(0x1091_0a0e, pick, &extra));
     println!("{checked} f32 and 200005 f64 arguments agree");
+}
+
+/// `log1p_unit` is `log1p` with the reduction of `1 + x` by one comparison and no fix-ups
+/// but NaN's: for every argument in [+0, 1.5] (subnormal, tiny, both sides of the split
+/// point √2 − 1) and NaN the two agree bit for bit (every such f32 with `LOSSC_LONG=1`, a
+/// stride through them otherwise, and every f32 near the split and near 1; 200,000 f64).
+#[test]
+fn log1p_unit_is_log1p_bit_for_bit() {
+    let split = 0.4142f32.to_bits()..=0.41425f32.to_bits();
+    let one = 0.99999f32.to_bits()..=1.00001f32.to_bits();
+    let f32s = (0..=1.5f32.to_bits()).step_by(stride()).chain(split).chain(one).chain([1, 0x0080_0000]).chain(NAN_BITS);
+    let pick = |i: usize, rng: &mut Rng| match i % 4 {
+        0 => f64::from_bits(rng.next() % 1e-15f64.to_bits()),
+        1 => 0.4142 + 1e-4 * rng.unit(),
+        _ => 1.5 * rng.unit(),
+    };
+    let extra = [0.0, 1.0, 1.5, 2f64.sqrt() - 1.0, NAN64[0], NAN64[1]];
+    let checked = same_bits(Func::Log1p, Func::Log1pUnit, f32s, f64_sample(0x1091_0a01, pick, &extra));
+    println!("{checked} f32 and 200006 f64 arguments agree");
+}
+
+/// `log1p_small` is `log1p` with FastTwoSum and no fix-ups for +inf, −1 and below: for every
+/// argument in (−1, 1] (±0, subnormal, tiny, near −1) and NaN the two agree bit for bit
+/// (every such f32 with `LOSSC_LONG=1`, a stride through them otherwise, and every f32 near
+/// 0 and near −1; 200,000 f64).
+#[test]
+fn log1p_small_is_log1p_bit_for_bit() {
+    let near_zero = (-1e-7f32).to_bits()..=(-0.0f32).to_bits();
+    let near_m1 = (-0.99999f32).to_bits()..(-1.0f32).to_bits();
+    let f32s = (0..=1.0f32.to_bits())
+        .step_by(stride())
+        .chain(((-0.0f32).to_bits()..(-1.0f32).to_bits()).step_by(stride()))
+        .chain(near_zero)
+        .chain(near_m1)
+        .chain(NAN_BITS);
+    let pick = |i: usize, rng: &mut Rng| match i % 4 {
+        0 => f64::from_bits(rng.next() % 1e-15f64.to_bits()) * if i.is_multiple_of(8) { -1.0 } else { 1.0 },
+        1 => -1.0 + 1e-6 * (1.0 - rng.unit()),
+        _ => 2.0 * rng.unit() - 1.0,
+    };
+    let extra = [0.0, -0.0, 1.0, -0.5, -1e-7, NAN64[0], NAN64[1]];
+    let checked = same_bits(Func::Log1p, Func::Log1pSmall, f32s, f64_sample(0x1091_05a1, pick, &extra));
+    println!("{checked} f32 and 200007 f64 arguments agree");
 }
 
 /// `exp_dw(hi, lo)` for the row split's differences `x − m` (x ≤ m, TwoSum-split), through the
