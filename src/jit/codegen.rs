@@ -56,6 +56,8 @@ pub(crate) struct Layout {
     /// except class inputs of row kernels, see [`Layout::row_step_slot`]), `ptrs[n_inputs + n]`
     /// its sanitised `i32` class indices for index targets.
     pub n_inputs: usize,
+    /// Which inputs are preds (the others are targets and params).
+    pub preds: Vec<bool>,
     /// Uniform leaves read from `uniforms[slot]`: `C` and the `batch_*` values.
     pub uniform_slots: Vec<NodeId>,
     /// The nodes stored (pointer slots after the inputs and the seed), what they are, and
@@ -223,6 +225,7 @@ pub(crate) fn codegen(
         t.quick = quick;
         t.call_conv = module.target_config().default_call_conv;
         t.positive_logs = positive_logs(g, roots, layout);
+        t.of_pred = of_pred(g, layout);
         t.entry();
         if class_axis {
             t.rows_kernel(roots);
@@ -335,6 +338,8 @@ struct Translator<'a> {
     pool: Option<ConstPool>,
     /// Logs computed with [`MathFunc::LogPositive`] (see [`positive_logs`]), by node.
     positive_logs: Vec<bool>,
+    /// Nodes computed from a pred, by node.
+    of_pred: Vec<bool>,
 }
 
 impl<'a> Translator<'a> {
@@ -380,6 +385,7 @@ impl<'a> Translator<'a> {
             math_sigs: HashMap::new(),
             pool: None,
             positive_logs: Vec::new(),
+            of_pred: Vec::new(),
         }
     }
 
@@ -798,6 +804,9 @@ impl<'a> Translator<'a> {
             }
             None if op == Op::Log && is_normal(self.g, children[0]) => self.math(MathFunc::LogNormal, args[0]),
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
+            None if op == Op::Log && !self.quick && self.is_vector(args[0]) && self.of_pred[children[0].index()] => {
+                self.log_of_prediction(args[0])
+            }
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
             None if op == Op::Log1p && {
                 let r = value_range(self.g, children[0], &mut Vec::new(), RANGE_DEPTH);
@@ -811,6 +820,43 @@ impl<'a> Translator<'a> {
             }
             None => self.op(op, args),
         }
+    }
+
+    /// `log(x)` of a vector computed from predictions, which is almost always positive normal
+    /// finite (probabilities, rates): `log_normal`, and `log` itself in a cold block when a
+    /// lane is not, which gives the same bits. (Targets are left to the branch-free `log`:
+    /// zeros are common there, in one-hot or sparse targets.)
+    fn log_of_prediction(&mut self, x: Value) -> Value {
+        let fast = self.math(MathFunc::LogNormal, x);
+        // Adding 2^(w−1) − bits(min normal) wraps the positive normal floats' bits onto the
+        // lowest integers, below bits(∞) − bits(min normal) − 2^(w−1): one signed comparison
+        // finds the lanes that are not (±0, subnormal, negative, ±∞, NaN).
+        let (ity, off, limit) = match self.g.dtype {
+            Dtype::F32 => (types::I32X4, 0x7f80_0000_i64, -0x0100_0000_i64),
+            Dtype::F64 => (types::I64X2, 0x7ff0_0000_0000_0000, -0x0020_0000_0000_0000),
+        };
+        let lane = ity.lane_type();
+        let imm = |v: i64| if lane == types::I32 { i64::from(v as u32) } else { v };
+        let bits = self.b.ins().bitcast(ity, MemFlagsData::new(), x);
+        let off = self.b.ins().iconst(lane, imm(off));
+        let off = self.b.ins().splat(ity, off);
+        let wrapped = self.b.ins().iadd(bits, off);
+        let limit = self.b.ins().iconst(lane, imm(limit - 1));
+        let limit = self.b.ins().splat(ity, limit);
+        let other = self.b.ins().icmp(IntCC::SignedGreaterThan, wrapped, limit);
+        let any = self.b.ins().vany_true(other);
+        let cold = self.b.create_block();
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, self.vector);
+        self.b.set_cold_block(cold);
+        self.b.ins().brif(any, cold, &[], merge, &[fast.into()]);
+        self.b.switch_to_block(cold);
+        self.b.seal_block(cold);
+        let full = self.math(MathFunc::Log, x);
+        self.b.ins().jump(merge, &[full.into()]);
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        result
     }
 
     /// `a^b` as `math::pow`: exact products for b = 2 and 1, sqrt for 0.5, libm otherwise.
@@ -2312,6 +2358,19 @@ fn positive_logs(g: &Graph, roots: &Roots, layout: &Layout) -> Vec<bool> {
         positive[i] = !outputs.iter().any(|o| *o >= i && reach[*o]);
     }
     positive
+}
+
+/// The nodes computed from a pred input, by node.
+fn of_pred(g: &Graph, layout: &Layout) -> Vec<bool> {
+    let mut of = vec![false; g.len()];
+    for i in 0..g.len() {
+        let node = g.node(NodeId(i as u32));
+        of[i] = match node.op {
+            Op::Input(n) => layout.preds.get(n as usize).copied().unwrap_or(false),
+            _ => node.children().iter().any(|c| of[c.index()]),
+        };
+    }
+    of
 }
 
 /// True when `c` is `x > 0` (or `0 < x`): false for x ≤ 0 and NaN.

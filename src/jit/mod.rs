@@ -1449,7 +1449,8 @@ fn kernel_graph(prog: &Program, v: Variant) -> Result<KernelGraph, JitError> {
         .filter(|(_, i)| i.layout == InputLayout::Index && i.used)
         .map(|(n, _)| n as u16)
         .collect();
-    let layout = Layout { n_inputs: prog.inputs.len(), uniform_slots, stores };
+    let preds = prog.inputs.iter().map(|i| i.role == crate::program::Role::Pred).collect();
+    let layout = Layout { n_inputs: prog.inputs.len(), preds, uniform_slots, stores };
     let roots = Roots { wl, wl_kind, index_inputs };
     Ok(KernelGraph { graph: g, layout, roots, slot_sources })
 }
