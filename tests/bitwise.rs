@@ -798,17 +798,32 @@ fn guarded_logs_match_the_kernel_interpreter_bit_for_bit() {
         ("pred p\ntarget y\nwhere(p > 0, log(p)*y, -p)", vec![n]),
         ("pred p\ntarget y\nwhere(0 < p, log(p), p) + where(y > 0, log(p), 0)", vec![n]),
     ];
+    let reduces = [None, Some(ReduceMode::None), Some(ReduceMode::Sum)];
+    let failures = tiers_agree_on_p_and_y(&cases, &p, &y, &reduces, true);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs each `(source, shape)` of `cases` on inputs `p` and `y` (reshaped) through both tiers,
+/// f64 and f32, with the gradient (and the Hessian with `hess`) under each reduction of
+/// `reduces`, against the kernel interpreter; returns the mismatches.
+fn tiers_agree_on_p_and_y(
+    cases: &[(&str, Vec<usize>)],
+    p: &[f64],
+    y: &[f64],
+    reduces: &[Option<ReduceMode>],
+    hess: bool,
+) -> Vec<String> {
     let mut failures = Vec::new();
-    for (src, shape) in &cases {
+    for (src, shape) in cases {
         let data = [
-            ("p".to_string(), Array { shape: shape.clone(), data: p.clone() }),
-            ("y".to_string(), Array { shape: shape.clone(), data: y.clone() }),
+            ("p".to_string(), Array { shape: shape.clone(), data: p.to_vec() }),
+            ("y".to_string(), Array { shape: shape.clone(), data: y.to_vec() }),
         ];
         let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
         for dtype in [Dtype::F64, Dtype::F32] {
-            let prog = compile(src, &options(dtype, Vec::new(), true)).expect("compiles");
-            for reduce in [None, Some(ReduceMode::None), Some(ReduceMode::Sum)] {
-                let opts = EvalOptions { reduce, grad: true, hess: true, upstream: None };
+            let prog = compile(src, &options(dtype, Vec::new(), hess)).expect("compiles");
+            for &reduce in reduces {
+                let opts = EvalOptions { reduce, grad: true, hess, upstream: None };
                 for (tier, jit) in both_tiers(&prog, &refs, &opts).iter().enumerate() {
                     if let Some(d) = compare(jit, &prog, &data, &opts, &[0]) {
                         failures.push(format!("tier {tier} {dtype:?} {reduce:?} {src}: {d}"));
@@ -817,7 +832,7 @@ fn guarded_logs_match_the_kernel_interpreter_bit_for_bit() {
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 /// The logs the kernels compute without log's fix-ups give log's bits: a log of a prediction
@@ -843,24 +858,6 @@ fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
         ("pred p[C]\ntarget y[C]\nq = where(p < 1e-7, 1e-7, where(p > 1 - 1e-7, 1 - 1e-7, p))\nmean(-(y*log(q) + (1 - y)*log(1 - q)))", vec![n / 4, 4]),
         ("pred p\ntarget y\nq = clamp(p, 1e-7, 1 - 1e-7)\n-(y*log(q) + (1 - y)*log1p(-q))", vec![n]),
     ];
-    let mut failures = Vec::new();
-    for (src, shape) in &cases {
-        let data = [
-            ("p".to_string(), Array { shape: shape.clone(), data: p.clone() }),
-            ("y".to_string(), Array { shape: shape.clone(), data: y.clone() }),
-        ];
-        let refs: Vec<(&str, &Array)> = data.iter().map(|(n, a)| (n.as_str(), a)).collect();
-        for dtype in [Dtype::F64, Dtype::F32] {
-            let prog = compile(src, &options(dtype, Vec::new(), false)).expect("compiles");
-            for reduce in [None, Some(ReduceMode::None)] {
-                let opts = EvalOptions { reduce, grad: true, hess: false, upstream: None };
-                for (tier, jit) in both_tiers(&prog, &refs, &opts).iter().enumerate() {
-                    if let Some(d) = compare(jit, &prog, &data, &opts, &[0]) {
-                        failures.push(format!("tier {tier} {dtype:?} {reduce:?} {src}: {d}"));
-                    }
-                }
-            }
-        }
-    }
+    let failures = tiers_agree_on_p_and_y(&cases, &p, &y, &[None, Some(ReduceMode::None)], false);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
