@@ -812,13 +812,7 @@ impl<'a> Translator<'a> {
                 self.log_of_prediction(args[0])
             }
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
-            None if op == Op::Log1p && {
-                let r = value_range(self.g, children[0], &mut Vec::new(), RANGE_DEPTH);
-                r.lo > -1.0 && r.hi <= 1.0
-            } =>
-            {
-                self.math(MathFunc::Log1pSmall, args[0])
-            }
+            None if op == Op::Log1p && is_small(self.g, children[0]) => self.math(MathFunc::Log1pSmall, args[0]),
             None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
                 self.math(MathFunc::Log1pNonNegative, args[0])
             }
@@ -2432,6 +2426,13 @@ fn is_normal(g: &Graph, id: NodeId) -> bool {
     r.lo >= min && r.hi <= max
 }
 
+/// True when node `id` is in (−1, 1] (or NaN) whatever the inputs, the range of
+/// [`MathFunc::Log1pSmall`].
+fn is_small(g: &Graph, id: NodeId) -> bool {
+    let r = value_range(g, id, &mut Vec::new(), RANGE_DEPTH);
+    r.lo > -1.0 && r.hi <= 1.0
+}
+
 /// The least positive normal number and the greatest finite one.
 fn normal_bounds(dtype: Dtype) -> (f64, f64) {
     match dtype {
@@ -2625,7 +2626,7 @@ mod tests {
             assert!(is_normal(&g, clipped));
             let neg = g.un(Op::Neg, clipped);
             let r = range(&g, neg);
-            assert!(r.lo > -1.0 && r.hi < 0.0);
+            assert!(r.lo > -1.0 && r.hi < 0.0 && is_small(&g, neg));
             // 1 − p: [fl(1 − (1 − ε)), fl(1 − ε)], still normal.
             let one = g.cst(1.0);
             let q = g.bin(Op::Sub, one, clipped);
