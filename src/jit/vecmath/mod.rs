@@ -430,6 +430,13 @@ struct Consts {
     cos_p: &'static [f64],
 }
 
+impl Consts {
+    /// The `k_base` of [`Emitter::log_kernel`] for a normal argument: `2^mant_bits + bias`.
+    fn normal_k_base(&self) -> f64 {
+        (1i64 << self.mant_bits) as f64 + self.bias as f64
+    }
+}
+
 /// `π/2` as four parts: three of 33 bits, so `n·PIO2[i]` is exact for `|n| < 2^20`, and the
 /// rest rounded (error below 2^-160).
 const PIO2: [f64; 4] = [1.5707963267341256, 6.077100506303966e-11, 2.0222662487111665e-21, 8.4784276603689e-32];
@@ -967,11 +974,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let tail = self.add(tail, t3);
         let inner = self.add(s2, tail);
         let res = self.add(inner, inner);
-        // Tiny arguments (and ±0, subnormals) return themselves, which is the rounded result.
-        let ax = self.abs(x);
-        let tiny = self.f(k.tiny);
-        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
-        self.sel(is_tiny, x, res)
+        self.tiny_is_itself(x, res)
     }
 
     // ---- log family ----
@@ -1040,7 +1043,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let sub = self.cmp(FloatCC::LessThan, x, min_normal);
         let scaled = self.mul_k(x, k.sub_scale);
         let xs = self.sel(sub, scaled, x);
-        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
+        let base = k.normal_k_base();
         let kb_sub = self.f(base + k.sub_k);
         let kb = self.f(base);
         let k_base = self.sel(sub, kb_sub, kb);
@@ -1053,8 +1056,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// `log` for positive normal finite `x` (or NaN), bit for bit: the kernel and NaN's fix-up.
     fn log_normal(&mut self, x: Value) -> Value {
         let k = self.k;
-        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
-        let k_base = self.f(base);
+        let k_base = self.f(k.normal_k_base());
         let res = self.log_kernel(x, k_base, None);
         self.nan_of_nan(x, res)
     }
@@ -1079,13 +1081,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
         // u + c = 1 + x exactly (TwoSum); log1p(x) = log(u) + c/u.
         let (u, c) = self.two_sum(one, x);
         let corr = self.div(c, u);
-        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
-        let k_base = self.f(base);
+        let k_base = self.f(k.normal_k_base());
         self.log_kernel(u, k_base, Some(corr))
     }
 
-    /// `log1p` for `+0 ≤ x ≤ 1.5` (or NaN), bit for bit (−0 gives +0): `u = 1 + x` lies in `[1, 2.5]`, so the
-    /// reduction to `[√½, √2)` is one comparison (`m = u` or `u/2`, `k = 0` or 1) instead of
+    /// `log1p` for `+0 ≤ x ≤ 1.5` (or NaN), bit for bit (−0 gives +0): `u = 1 + x` lies in
+    /// `[1, 2.5]`, so the reduction to `[√½, √2)` is one comparison (`m = u` or `u/2`, `k = 0` or 1) instead of
     /// the exponent bits, TwoSum's error term is FastTwoSum's (x's exponent is at most 1's),
     /// and only NaN needs a fix-up: ±inf, −1 and below are out of range, and a tiny `x`
     /// comes out of the polynomial as itself (`corr = x/1`, every other term 0).
@@ -1126,25 +1127,29 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sel(is_nan, nan, res)
     }
 
+    /// `res`, or `x` itself where `|x|` is below `tiny` (±0 and subnormals included), which is
+    /// the rounded `expm1(x)` and `log1p(x)` there.
+    fn tiny_is_itself(&mut self, x: Value, res: Value) -> Value {
+        let ax = self.abs(x);
+        let tiny = self.f(self.k.tiny);
+        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, x, res)
+    }
+
     /// `log1p` for `−1 < x ≤ 1` (or NaN), bit for bit: FastTwoSum for `1 + x` and no fix-ups
     /// for ±inf, −1 and below.
     fn log1p_small(&mut self, x: Value) -> Value {
         let k = self.k;
         let (u, corr) = self.one_plus_small(x);
-        let base = (1i64 << k.mant_bits) as f64 + k.bias as f64;
-        let k_base = self.f(base);
+        let k_base = self.f(k.normal_k_base());
         let res = self.log_kernel(u, k_base, Some(corr));
         let res = self.nan_of_nan(x, res);
-        let ax = self.abs(x);
-        let tiny = self.f(k.tiny);
-        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
-        self.sel(is_tiny, x, res)
+        self.tiny_is_itself(x, res)
     }
 
     /// `log1p` with its special values: +inf → +inf, x < −1 or NaN → NaN, and with
     /// `below_zero` (arguments that may be negative) −1 → −inf.
     fn log1p_checked(&mut self, x: Value, below_zero: bool) -> Value {
-        let k = self.k;
         let res = self.log1p_core(x);
         let inf = self.f(f64::INFINITY);
         let is_inf = self.cmp(FloatCC::Equal, x, inf);
@@ -1158,10 +1163,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let ninf = self.f(f64::NEG_INFINITY);
             res = self.sel(is_m1, ninf, res);
         }
-        let ax = self.abs(x);
-        let tiny = self.f(k.tiny);
-        let is_tiny = self.cmp(FloatCC::LessThan, ax, tiny);
-        self.sel(is_tiny, x, res)
+        self.tiny_is_itself(x, res)
     }
 
     // ---- composites ----
