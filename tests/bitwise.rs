@@ -836,14 +836,30 @@ fn tiers_agree_on_p_and_y(
 }
 
 /// The logs the kernels compute without log's fix-ups give log's bits: a log of a prediction
-/// in an element kernel (`log_normal`, and the full log in a cold block for vectors with a
-/// zero, subnormal, negative, infinite or NaN lane), logs and log1p's of clipped
-/// probabilities (`log_normal`, `log1p_small`, proved by the clip's range) and `log1p(e^−|x|)`
-/// in softplus (`log1p_unit`). Most vectors of the data are ordinary, some carry one special
-/// lane, at every lane position.
+/// and the log1p of its negation in an element kernel (`log_normal` and `log1p_small`, and
+/// the full routine for vectors with a lane out of their range — zero, subnormal, tiny,
+/// negative, beyond 1, infinite or NaN — in a cold block around the one log, or in a cold
+/// copy of the body for BCE's two), logs and log1p's of clipped probabilities (`log_normal`,
+/// `log1p_small`, proved by the clip's range) and `log1p(e^−|x|)` in softplus (`log1p_unit`).
+/// Most vectors of the data are ordinary, some carry one special lane, at every lane position.
 #[test]
 fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
-    let special = [0.0, -0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-40, 1e-310, 3e38, 1e-45, 1.0];
+    let special = [
+        0.0,
+        -0.0,
+        -1.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e-40,
+        1e-310,
+        3e38,
+        1e-45,
+        1.0,
+        1e-9,
+        0.99999994,
+        2.0,
+    ];
     let (mut p, mut y) = (Vec::new(), Vec::new());
     for i in 0..special.len() * 12 {
         let ordinary = 0.05 + 0.9 * ((i * 37 % 101) as f64 / 101.0);
@@ -854,6 +870,7 @@ fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
     let cases = [
         ("pred p\ntarget y\n-(y*log(p) + (1 - y)*log(1 - p))", vec![n]),
         ("pred p\ntarget y\nlog(p + 1e-8)*y - p", vec![n]),
+        ("pred p\ntarget y\n-(1 - y)*log(1 - p)", vec![n]),
         ("pred p\ntarget y\nsoftplus(p) - y*p", vec![n]),
         ("pred p[C]\ntarget y[C]\nq = where(p < 1e-7, 1e-7, where(p > 1 - 1e-7, 1 - 1e-7, p))\nmean(-(y*log(q) + (1 - y)*log(1 - q)))", vec![n / 4, 4]),
         ("pred p\ntarget y\nq = clamp(p, 1e-7, 1 - 1e-7)\n-(y*log(q) + (1 - y)*log1p(-q))", vec![n]),

@@ -189,13 +189,15 @@ pub(crate) enum MathFunc {
     /// the argument is an exponential of a nonpositive value (`log1p(e^−|x|)` in `softplus`
     /// and `log_sigmoid`), which is in `[+0, 1]`.
     Log1pUnit,
-    /// `log` for positive normal finite arguments (or NaN), bit for bit, without the fix-ups
-    /// for subnormal numbers, ±0, negative numbers and +inf; kernels use it where the
-    /// argument's range is proved (`codegen::value_range`: a probability clipped to
-    /// `[ε, 1 − ε]`, as Keras's cross-entropies do).
+    /// `log` for positive normal finite arguments, bit for bit, without any fix-up: every
+    /// other argument, NaN included, gives garbage. Kernels use it where the argument's range
+    /// is proved (`codegen::value_range`: a probability clipped to `[ε, 1 − ε]`, as Keras's
+    /// cross-entropies do), adding NaN's fix-up, and under a lane test that sends the vectors
+    /// with other lanes to `log` (`codegen::Translator::log_of_prediction`).
     LogNormal,
-    /// `log1p` for arguments in `(−1, 1]` (or NaN), bit for bit, without the fix-ups for
-    /// +inf, −1 and below (`log1p(−p)` of a clipped probability).
+    /// `log1p` for arguments in `(−1, 1]`, bit for bit, without the fix-ups for +inf, −1 and
+    /// below, and NaN (which gives garbage): `log1p(−p)` of a probability, clipped (the
+    /// caller adds NaN's fix-up) or under a lane test, as for [`MathFunc::LogNormal`].
     Log1pSmall,
 }
 
@@ -471,6 +473,16 @@ const fn inv_fact32(k: u32) -> f64 {
 }
 
 /// `f32` constants.
+/// The magnitude below which `log1p(x)` (and `expm1(x)`) rounds to `x`, for lanes of type
+/// `lane` (`f32` or `f64`): `log1p_small` fixes those arguments up.
+pub(crate) fn tiny(lane: Type) -> f64 {
+    if lane == types::F32 {
+        F32_CONSTS.tiny
+    } else {
+        F64_CONSTS.tiny
+    }
+}
+
 static F32_CONSTS: Consts = Consts {
     lane: types::F32,
     mant_bits: 23,
@@ -1053,12 +1065,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sel(is_inf, inf, res)
     }
 
-    /// `log` for positive normal finite `x` (or NaN), bit for bit: the kernel and NaN's fix-up.
+    /// `log` for positive normal finite `x`, bit for bit: the kernel alone.
     fn log_normal(&mut self, x: Value) -> Value {
         let k = self.k;
         let k_base = self.f(k.normal_k_base());
-        let res = self.log_kernel(x, k_base, None);
-        self.nan_of_nan(x, res)
+        self.log_kernel(x, k_base, None)
     }
 
     /// Special values: +inf → +inf (in [`Emitter::log_positive`]), x < 0 or NaN → NaN, ±0 → −inf.
@@ -1136,14 +1147,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sel(is_tiny, x, res)
     }
 
-    /// `log1p` for `−1 < x ≤ 1` (or NaN), bit for bit: FastTwoSum for `1 + x` and no fix-ups
-    /// for ±inf, −1 and below.
+    /// `log1p` for `−1 < x ≤ 1`, bit for bit: FastTwoSum for `1 + x` and no fix-ups for ±inf,
+    /// −1 and below, or NaN; only the tiny arguments' (±0 and subnormals included).
     fn log1p_small(&mut self, x: Value) -> Value {
         let k = self.k;
         let (u, corr) = self.one_plus_small(x);
         let k_base = self.f(k.normal_k_base());
         let res = self.log_kernel(u, k_base, Some(corr));
-        let res = self.nan_of_nan(x, res);
         self.tiny_is_itself(x, res)
     }
 
