@@ -846,6 +846,7 @@ impl<'a> Translator<'a> {
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
             None if op == Op::Log1p && is_small(self.g, children[0]) => {
                 let l = self.math(MathFunc::Log1pSmall, args[0]);
+                let l = self.tiny_is_itself(args[0], l);
                 self.nan_of_nan(args[0], l)
             }
             None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
@@ -853,6 +854,21 @@ impl<'a> Translator<'a> {
             }
             None => self.op(op, args),
         }
+    }
+
+    /// `res`, or `x` itself where `|x|` is below [`vecmath::tiny`] (±0 and subnormals
+    /// included), which is the rounded `log1p(x)` there: the fix-up that
+    /// [`MathFunc::Log1pSmall`] leaves to its callers (the same operations as `log1p`'s).
+    fn tiny_is_itself(&mut self, x: Value, res: Value) -> Value {
+        let ax = if self.is_vector(x) && !self.quick {
+            let sign = self.cst_like(-0.0, x);
+            self.b.ins().band_not(x, sign)
+        } else {
+            self.b.ins().fabs(x)
+        };
+        let tiny = self.cst_like(vecmath::tiny(self.scalar), x);
+        let is_tiny = self.b.ins().fcmp(FloatCC::LessThan, ax, tiny);
+        self.sel(is_tiny, x, res)
     }
 
     /// `res`, or NaN where `x` is NaN: the fix-up that [`MathFunc::LogNormal`] and

@@ -195,9 +195,11 @@ pub(crate) enum MathFunc {
     /// cross-entropies do), adding NaN's fix-up, and under a lane test that sends the vectors
     /// with other lanes to `log` (`codegen::Translator::log_of_prediction`).
     LogNormal,
-    /// `log1p` for arguments in `(−1, 1]`, bit for bit, without the fix-ups for +inf, −1 and
-    /// below, and NaN (which gives garbage): `log1p(−p)` of a probability, clipped (the
-    /// caller adds NaN's fix-up) or under a lane test, as for [`MathFunc::LogNormal`].
+    /// `log1p` for arguments in `(−1, 1]` of magnitude at least [`tiny`], bit for bit,
+    /// without any fix-up: +inf, −1 and below, NaN and the tiny arguments (which `log1p`
+    /// returns as they are, −0 included) give garbage. `log1p(−p)` of a probability, clipped
+    /// (the caller adds the tiny arguments' and NaN's fix-ups) or under a lane test, as for
+    /// [`MathFunc::LogNormal`].
     Log1pSmall,
 }
 
@@ -474,7 +476,7 @@ const fn inv_fact32(k: u32) -> f64 {
 
 /// `f32` constants.
 /// The magnitude below which `log1p(x)` (and `expm1(x)`) rounds to `x`, for lanes of type
-/// `lane` (`f32` or `f64`): `log1p_small` fixes those arguments up.
+/// `lane` (`f32` or `f64`): the callers of `log1p_small` fix those arguments up.
 pub(crate) fn tiny(lane: Type) -> f64 {
     if lane == types::F32 {
         F32_CONSTS.tiny
@@ -1147,14 +1149,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sel(is_tiny, x, res)
     }
 
-    /// `log1p` for `−1 < x ≤ 1`, bit for bit: FastTwoSum for `1 + x` and no fix-ups for ±inf,
-    /// −1 and below, or NaN; only the tiny arguments' (±0 and subnormals included).
+    /// `log1p` for `−1 < x ≤ 1` and `|x| ≥ tiny`, bit for bit: FastTwoSum for `1 + x` and no
+    /// fix-ups (for ±inf, −1 and below, NaN, or the tiny arguments, −0 among them).
     fn log1p_small(&mut self, x: Value) -> Value {
         let k = self.k;
         let (u, corr) = self.one_plus_small(x);
         let k_base = self.f(k.normal_k_base());
-        let res = self.log_kernel(u, k_base, Some(corr));
-        self.tiny_is_itself(x, res)
+        self.log_kernel(u, k_base, Some(corr))
     }
 
     /// `log1p` with its special values: +inf → +inf, x < −1 or NaN → NaN, and with

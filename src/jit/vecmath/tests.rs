@@ -1020,25 +1020,35 @@ fn log1p_unit_is_log1p_bit_for_bit() {
     println!("{checked} f32 and 200006 f64 arguments agree");
 }
 
-/// `log1p_small` is `log1p` with FastTwoSum and no fix-ups for +inf, −1 and below or NaN: for
-/// every argument in (−1, 1] (±0, subnormal, tiny, near −1) the two agree bit for bit
+/// `log1p_small` is `log1p` with FastTwoSum and no fix-ups: for every argument in (−1, 1] of
+/// magnitude at least `tiny` (near it, near −1) the two agree bit for bit
 /// (every such f32 with `LOSSC_LONG=1`, a stride through them otherwise, and every f32 near
 /// 0 and near −1; 200,000 f64).
 #[test]
 fn log1p_small_is_log1p_bit_for_bit() {
-    let near_zero = (-1e-7f32).to_bits()..=(-0.0f32).to_bits();
+    use cranelift_codegen::ir::types;
+    let (t32, t64) = (super::tiny(types::F32) as f32, super::tiny(types::F64));
+    let near_tiny = (-t32).to_bits()..=(-1e-7f32).to_bits();
     let near_m1 = (-0.99999f32).to_bits()..(-1.0f32).to_bits();
-    let f32s = (0..=1.0f32.to_bits())
+    let f32s = (t32.to_bits()..=1.0f32.to_bits())
         .step_by(stride())
-        .chain(((-0.0f32).to_bits()..(-1.0f32).to_bits()).step_by(stride()))
-        .chain(near_zero)
+        .chain(((-t32).to_bits()..(-1.0f32).to_bits()).step_by(stride()))
+        .chain(t32.to_bits()..=1e-7f32.to_bits())
+        .chain(near_tiny)
         .chain(near_m1);
     let pick = |i: usize, rng: &mut Rng| match i % 4 {
-        0 => f64::from_bits(rng.next() % 1e-15f64.to_bits()) * if i.is_multiple_of(8) { -1.0 } else { 1.0 },
+        0 => {
+            let x = f64::from_bits(t64.to_bits() + rng.next() % (1e-15f64.to_bits() - t64.to_bits()));
+            if i.is_multiple_of(8) {
+                -x
+            } else {
+                x
+            }
+        }
         1 => -1.0 + 1e-6 * (1.0 - rng.unit()),
         _ => 2.0 * rng.unit() - 1.0,
     };
-    let extra = [0.0, -0.0, 1.0, -0.5, -1e-7];
+    let extra = [t64, -t64, 1.0, -0.5, -1e-7];
     let checked = same_bits(Func::Log1p, Func::Log1pSmall, f32s, f64_sample(0x1091_05a1, pick, &extra));
     println!("{checked} f32 and 200005 f64 arguments agree");
 }
