@@ -1239,11 +1239,20 @@ impl<'a> Translator<'a> {
         self.b.seal_block(fast);
         self.b.seal_block(full);
         let rest: Vec<bool> = needed.iter().zip(&prefix).map(|(n, p)| *n && !*p).collect();
-        for (block, path) in [(fast, LogPath::Fast), (full, LogPath::Full)] {
+        // On the fast path no tested argument is NaN: `x == x` (xlogy's test) is true.
+        let args: Vec<NodeId> = tested.iter().map(|id| g.node(*id).children()[0]).collect();
+        let ordered: Vec<NodeId> = (0..g.len())
+            .map(|i| NodeId(i as u32))
+            .filter(|id| {
+                let node = g.node(*id);
+                rest[id.index()] && node.op == Op::Eq && node.args[0] == node.args[1] && args.contains(&node.args[0])
+            })
+            .collect();
+        for (block, path, assumed) in [(fast, LogPath::Fast, &ordered[..]), (full, LogPath::Full, &[][..])] {
             self.b.switch_to_block(block);
             let (mut vals, mut masks) = (vals.clone(), masks.clone());
             self.log_path = path;
-            self.emit_nodes(&rest, at, &[], &mut vals, &mut masks);
+            self.emit_nodes(&rest, at, assumed, &mut vals, &mut masks);
             self.finish_element(roots, at, acc, &vals);
             self.b.ins().jump(join, &[]);
         }
@@ -1279,6 +1288,20 @@ impl<'a> Translator<'a> {
                 Op::Input(n) => self.load(n as usize, at),
                 Op::Seed => self.load(self.layout.seed_slot(), at),
                 Op::Where if assumed.contains(&node.args[0]) => vals[&node.args[1]],
+                // `a and c` with c true in every lane is `a`, for a comparison `a`.
+                Op::And if assumed.iter().any(|c| node.args[..2].contains(c)) => {
+                    let a = if assumed.contains(&node.args[1]) { node.args[0] } else { node.args[1] };
+                    match masks.get(&a).copied() {
+                        Some(m) => {
+                            masks.insert(id, m);
+                            self.truth(m, vals[&a])
+                        }
+                        None => {
+                            let args: Vec<Value> = node.children().iter().map(|c| vals[c]).collect();
+                            self.node_op(Op::And, node.children(), &args, masks, id)
+                        }
+                    }
+                }
                 op => {
                     let args: Vec<Value> = node.children().iter().map(|c| vals[c]).collect();
                     self.node_op(op, node.children(), &args, masks, id)
