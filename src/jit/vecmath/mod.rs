@@ -1029,8 +1029,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let f = self.sub(m, one);
         let half_f = self.mul_k(f, 0.5);
         let hfsq = self.mul(half_f, f);
-        let two = self.f(2.0);
-        let den = self.add(two, f);
+        // 2 + f as m + 1 (f = m − 1 is exact): the same sum, rounded once, with the constant
+        // 1 that f already needs.
+        let den = self.add(m, one);
         let s = self.div(f, den);
         let z = self.mul(s, s);
         let p = self.poly(z, k.log_p);
