@@ -848,6 +848,7 @@ fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
         0.0,
         -0.0,
         -1.0,
+        -0.5,
         f64::NAN,
         f64::INFINITY,
         f64::NEG_INFINITY,

@@ -910,21 +910,35 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// The lanes of `x` outside `test`'s range (an integer mask). Adding `2^(w−1) − lo`
-    /// to the bits wraps the bit patterns in `[lo, hi)` onto the lowest integers, below
-    /// `hi − lo − 2^(w−1)`: one signed comparison finds the lanes that are not (for
-    /// [`LaneTest::Normal`] ±0, subnormal, negative, ±∞, NaN; for [`LaneTest::Small`], on
-    /// the bits without the sign, tiny, ±1 and beyond, ±∞, NaN).
+    /// The lanes of `x` outside `test`'s range (an integer mask): for [`LaneTest::Normal`]
+    /// ±0, subnormal, negative, ±∞ and NaN; for [`LaneTest::Small`] tiny, ±1 and beyond, ±∞
+    /// and NaN.
     fn lanes_out(&mut self, test: LaneTest, x: Value) -> Value {
+        match test {
+            LaneTest::Normal => {
+                let (lo, hi) = self.float_bits(normal_bounds(self.g.dtype).0, f64::INFINITY);
+                self.lanes_outside(x, lo, hi, false)
+            }
+            LaneTest::Small => {
+                let (lo, hi) = self.float_bits(vecmath::tiny(self.scalar), 1.0);
+                self.lanes_outside(x, lo, hi, true)
+            }
+        }
+    }
+
+    /// The lanes of `x` (or of `|x|` with `abs`) whose bits are not in `[lo, hi)`, the bit
+    /// patterns of two nonnegative floats (an integer mask; NaN is outside). Adding
+    /// `2^(w−1) − lo` to the bits wraps `[lo, hi)` onto the lowest integers, below
+    /// `hi − lo − 2^(w−1)`: one signed comparison.
+    fn lanes_outside(&mut self, x: Value, lo: i64, hi: i64, abs: bool) -> Value {
+        let x = if abs {
+            let sign = self.cst_like(-0.0, x);
+            self.b.ins().band_not(x, sign)
+        } else {
+            x
+        };
         let ity = self.int_vector();
         let bits = self.b.ins().bitcast(ity, MemFlagsData::new(), x);
-        let (bits, (lo, hi)) = match test {
-            LaneTest::Normal => (bits, self.float_bits(normal_bounds(self.g.dtype).0, f64::INFINITY)),
-            LaneTest::Small => {
-                let sign = self.int_splat(self.sign_bit());
-                (self.b.ins().band_not(bits, sign), self.float_bits(vecmath::tiny(self.scalar), 1.0))
-            }
-        };
         let half = self.sign_bit();
         let off = self.int_splat(half.wrapping_sub(lo));
         let wrapped = self.b.ins().iadd(bits, off);
@@ -1220,11 +1234,23 @@ impl<'a> Translator<'a> {
         let prefix = reachable(g, tested.iter().map(|id| g.node(*id).children()[0]));
         let prefix: Vec<bool> = prefix.iter().zip(needed).map(|(p, n)| *p && *n).collect();
         self.emit_nodes(&prefix, at, &[], &mut vals, &mut masks);
+        // `log(p)` and `log1p(−p)` together need p in [tiny, 1): one test of p's bits.
+        let pairs: Vec<(LaneTest, NodeId)> = tested
+            .iter()
+            .map(|id| (self.lane_tests[id.index()].unwrap_or(LaneTest::Normal), g.node(*id).children()[0]))
+            .collect();
+        let has = |test: LaneTest, x: NodeId| pairs.iter().any(|(t, a)| *t == test && *a == x);
+        let negation = |x: NodeId| g.node(x).args[0];
+        let (tiny, one) = self.float_bits(vecmath::tiny(self.scalar), 1.0);
         let mut out: Option<Value> = None;
-        for id in &tested {
-            let test = self.lane_tests[id.index()].unwrap_or(LaneTest::Normal);
-            let x = vals[&g.node(*id).children()[0]];
-            let o = self.lanes_out(test, x);
+        for &(test, x) in &pairs {
+            let o = match test {
+                LaneTest::Normal if pairs.iter().any(|(t, a)| *t == LaneTest::Small && negation(*a) == x) => continue,
+                LaneTest::Small if has(LaneTest::Normal, negation(x)) => {
+                    self.lanes_outside(vals[&negation(x)], tiny, one, false)
+                }
+                _ => self.lanes_out(test, vals[&x]),
+            };
             out = Some(match out {
                 Some(a) => self.b.ins().bor(a, o),
                 None => o,
