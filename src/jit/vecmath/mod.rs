@@ -193,7 +193,7 @@ pub(crate) enum MathFunc {
     /// other argument, NaN included, gives garbage. Kernels use it where the argument's range
     /// is proved (`codegen::value_range`: a probability clipped to `[ε, 1 − ε]`, as Keras's
     /// cross-entropies do), adding NaN's fix-up, and under a lane test that sends the vectors
-    /// with other lanes to `log` (`codegen::Translator::log_of_prediction`).
+    /// with other lanes to `log` (`codegen::Translator::lane_tested` and `lane_split`).
     LogNormal,
     /// `log1p` for arguments in `(−1, 1]` of magnitude at least [`tiny`], bit for bit,
     /// without any fix-up: +inf, −1 and below, NaN and the tiny arguments (which `log1p`
