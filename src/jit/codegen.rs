@@ -2838,6 +2838,36 @@ mod tests {
         value_range(g, id, &mut Vec::new(), RANGE_DEPTH)
     }
 
+    /// Logs of predictions are lane-tested (`log(p)` and its complement's `log1p(−p)`), logs
+    /// of targets, `log1p(p)`, clipped predictions and `log_positive`'s logs are not.
+    #[test]
+    fn logs_of_predictions_are_lane_tested() {
+        let mut g = Graph::new(Dtype::F32, vec![Kind::Row, Kind::Row]);
+        let p = g.leaf(Op::Input(0), Kind::Row);
+        let y = g.leaf(Op::Input(1), Kind::Row);
+        let layout = Layout { n_inputs: 2, preds: vec![true, false], uniform_slots: Vec::new(), stores: Vec::new() };
+        let log_p = g.un(Op::Log, p);
+        let neg_p = g.un(Op::Neg, p);
+        let log1p_neg_p = g.un(Op::Log1p, neg_p);
+        let log1p_p = g.un(Op::Log1p, p);
+        let log_y = g.un(Op::Log, y);
+        let scaled = g.bin(Op::Mul, y, p);
+        let log_scaled = g.un(Op::Log, scaled);
+        let (eps, top) = (g.cst(1e-7), g.cst(1.0 - 1e-7));
+        let clipped = g.add(Op::Clamp, &[p, eps, top]);
+        let log_clipped = g.un(Op::Log, clipped);
+        let mut positive = vec![false; g.len()];
+        let tests = lane_tests(&g, &layout, &positive);
+        assert_eq!(tests[log_p.index()], Some(LaneTest::Normal));
+        assert_eq!(tests[log1p_neg_p.index()], Some(LaneTest::Small));
+        assert_eq!(tests[log_scaled.index()], Some(LaneTest::Normal), "computed from a pred");
+        for (id, what) in [(log1p_p, "log1p(p)"), (log_y, "log(y)"), (log_clipped, "log of a clipped p")] {
+            assert_eq!(tests[id.index()], None, "{what}");
+        }
+        positive[log_p.index()] = true;
+        assert_eq!(lane_tests(&g, &layout, &positive)[log_p.index()], None, "log_positive");
+    }
+
     /// Keras's clip `where(p < ε, ε, where(p > 1 − ε, 1 − ε, p))` is [ε, 1 − ε] with the
     /// bounds rounded to the kernel's precision, so its log is `log_normal`'s and the log1p
     /// of its negation `log1p_small`'s; the data itself, or a one-sided clip, proves nothing.
