@@ -838,13 +838,15 @@ impl<'a> Translator<'a> {
                 let test = self.lane_tests[id.index()].unwrap_or(LaneTest::Normal);
                 self.lane_tested(test, args[0])
             }
-            None if op == Op::Log && is_normal(self.g, children[0]) => {
+            // The quick tier calls the full routines (the same bits): the calls cost the same,
+            // and the fix-ups would be more code to compile.
+            None if op == Op::Log && !self.quick && is_normal(self.g, children[0]) => {
                 let l = self.math(MathFunc::LogNormal, args[0]);
                 self.nan_of_nan(args[0], l)
             }
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
-            None if op == Op::Log1p && is_small(self.g, children[0]) => {
+            None if op == Op::Log1p && !self.quick && is_small(self.g, children[0]) => {
                 let l = self.math(MathFunc::Log1pSmall, args[0]);
                 let l = self.tiny_is_itself(args[0], l);
                 self.nan_of_nan(args[0], l)
