@@ -840,7 +840,8 @@ fn tiers_agree_on_p_and_y(
 /// the full routine for vectors with a lane out of their range — zero, subnormal, tiny,
 /// negative, beyond 1, infinite or NaN — in a cold block around the one log, or in a cold
 /// copy of the body for BCE's two), logs and log1p's of clipped probabilities (`log_normal`,
-/// `log1p_small`, proved by the clip's range) and `log1p(e^−|x|)` in softplus (`log1p_unit`).
+/// `log1p_small`, proved by the clip's range, with the tiny-argument fix-up only where the
+/// range reaches 0) and `log1p(e^−|x|)` in softplus (`log1p_unit`).
 /// Most vectors of the data are ordinary, some carry one special lane, at every lane position.
 #[test]
 fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
@@ -872,6 +873,7 @@ fn logs_without_fix_ups_match_the_kernel_interpreter_bit_for_bit() {
         ("pred p\ntarget y\n-(y*log(p) + (1 - y)*log(1 - p))", vec![n]),
         ("pred p\ntarget y\nlog(p + 1e-8)*y - p", vec![n]),
         ("pred p\ntarget y\n-(1 - y)*log(1 - p)", vec![n]),
+        ("pred p\ntarget y\nlog1p(clamp(p, -0.5, 0.5))*y", vec![n]),
         ("pred p\ntarget y\nsoftplus(p) - y*p", vec![n]),
         ("pred p[C]\ntarget y[C]\nq = where(p < 1e-7, 1e-7, where(p > 1 - 1e-7, 1 - 1e-7, p))\nmean(-(y*log(q) + (1 - y)*log(1 - q)))", vec![n / 4, 4]),
         ("pred p\ntarget y\nq = clamp(p, 1e-7, 1 - 1e-7)\n-(y*log(q) + (1 - y)*log1p(-q))", vec![n]),

@@ -848,7 +848,10 @@ impl<'a> Translator<'a> {
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
             None if op == Op::Log1p && !self.quick && is_small(self.g, children[0]) => {
                 let l = self.math(MathFunc::Log1pSmall, args[0]);
-                let l = self.tiny_is_itself(args[0], l);
+                // No tiny lanes where the range keeps away from 0 (−p of a clipped p).
+                let r = value_range(self.g, children[0], &mut Vec::new(), RANGE_DEPTH);
+                let tiny = vecmath::tiny(self.scalar);
+                let l = if r.hi <= -tiny || r.lo >= tiny { l } else { self.tiny_is_itself(args[0], l) };
                 self.nan_of_nan(args[0], l)
             }
             None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
@@ -2889,6 +2892,9 @@ mod tests {
             let neg = g.un(Op::Neg, clipped);
             let r = range(&g, neg);
             assert!(r.lo > -1.0 && r.hi < 0.0 && is_small(&g, neg));
+            // ... and away from 0: its log1p needs no tiny-argument fix-up.
+            let tiny = vecmath::tiny(if dtype == Dtype::F32 { types::F32 } else { types::F64 });
+            assert!(r.hi <= -tiny, "{dtype:?}");
             // 1 − p: [fl(1 − (1 − ε)), fl(1 − ε)], still normal.
             let one = g.cst(1.0);
             let q = g.bin(Op::Sub, one, clipped);
