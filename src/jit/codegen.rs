@@ -1271,12 +1271,14 @@ impl<'a> Translator<'a> {
         self.b.seal_block(full);
         let rest: Vec<bool> = needed.iter().zip(&prefix).map(|(n, p)| *n && !*p).collect();
         // On the fast path no tested argument is NaN: `x == x` (xlogy's test) is true.
-        let args: Vec<NodeId> = tested.iter().map(|id| g.node(*id).children()[0]).collect();
         let ordered: Vec<NodeId> = (0..g.len())
             .map(|i| NodeId(i as u32))
             .filter(|id| {
                 let node = g.node(*id);
-                rest[id.index()] && node.op == Op::Eq && node.args[0] == node.args[1] && args.contains(&node.args[0])
+                rest[id.index()]
+                    && node.op == Op::Eq
+                    && node.args[0] == node.args[1]
+                    && pairs.iter().any(|p| p.1 == node.args[0])
             })
             .collect();
         for (block, path, assumed) in [(fast, LogPath::Fast, &ordered[..]), (full, LogPath::Full, &[][..])] {
