@@ -474,7 +474,6 @@ const fn inv_fact32(k: u32) -> f64 {
     inv_fact(k) as f32 as f64
 }
 
-/// `f32` constants.
 /// The magnitude below which `log1p(x)` (and `expm1(x)`) rounds to `x`, for lanes of type
 /// `lane` (`f32` or `f64`): the callers of `log1p_small` fix those arguments up.
 pub(crate) fn tiny(lane: Type) -> f64 {
@@ -485,6 +484,7 @@ pub(crate) fn tiny(lane: Type) -> f64 {
     }
 }
 
+/// `f32` constants.
 static F32_CONSTS: Consts = Consts {
     lane: types::F32,
     mant_bits: 23,
