@@ -842,7 +842,7 @@ impl<'a> Translator<'a> {
             // and the fix-ups would be more code to compile.
             None if op == Op::Log && !self.quick && is_normal(self.g, children[0]) => {
                 let l = self.math(MathFunc::LogNormal, args[0]);
-                self.nan_of_nan(args[0], l)
+                self.log_fixups(args[0], l, false)
             }
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
             None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
@@ -851,8 +851,7 @@ impl<'a> Translator<'a> {
                 // No tiny lanes where the range keeps away from 0 (−p of a clipped p).
                 let r = value_range(self.g, children[0], &mut Vec::new(), RANGE_DEPTH);
                 let tiny = vecmath::tiny(self.scalar);
-                let l = if r.hi <= -tiny || r.lo >= tiny { l } else { self.tiny_is_itself(args[0], l) };
-                self.nan_of_nan(args[0], l)
+                self.log_fixups(args[0], l, r.lo < tiny && r.hi > -tiny)
             }
             None if op == Op::Log1p && has_sign(self.g, children[0], false, 4) => {
                 self.math(MathFunc::Log1pNonNegative, args[0])
@@ -861,27 +860,16 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// `res`, or `x` itself where `|x|` is below [`vecmath::tiny`] (±0 and subnormals
-    /// included), which is the rounded `log1p(x)` there: the fix-up that
-    /// [`MathFunc::Log1pSmall`] leaves to its callers (the same operations as `log1p`'s).
-    fn tiny_is_itself(&mut self, x: Value, res: Value) -> Value {
-        let ax = if self.is_vector(x) && !self.quick {
-            let sign = self.cst_like(-0.0, x);
-            self.b.ins().band_not(x, sign)
-        } else {
-            self.b.ins().fabs(x)
-        };
-        let tiny = self.cst_like(vecmath::tiny(self.scalar), x);
-        let is_tiny = self.b.ins().fcmp(FloatCC::LessThan, ax, tiny);
-        self.sel(is_tiny, x, res)
-    }
-
-    /// `res`, or NaN where `x` is NaN: the fix-up that [`MathFunc::LogNormal`] and
-    /// [`MathFunc::Log1pSmall`] leave to their callers.
-    fn nan_of_nan(&mut self, x: Value, res: Value) -> Value {
-        let is_nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-        let nan = self.cst_like(f64::NAN, x);
-        self.sel(is_nan, nan, res)
+    /// `res` with the fix-ups [`MathFunc::LogNormal`] and [`MathFunc::Log1pSmall`] leave to
+    /// their callers (see [`vecmath::emit_log_fixups`]).
+    fn log_fixups(&mut self, x: Value, res: Value, tiny: bool) -> Value {
+        match vecmath::emit_log_fixups(&mut self.b, self.features, x, res, tiny, self.pool.as_mut()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.math_error.get_or_insert_with(|| e.to_string());
+                res
+            }
+        }
     }
 
     /// A lane-tested log (see [`LaneTest`]) of the vector `x`, as [`Translator::log_path`]

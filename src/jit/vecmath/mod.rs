@@ -312,6 +312,28 @@ pub(crate) fn emit_math(
     })
 }
 
+/// The fix-ups that [`MathFunc::LogNormal`] and [`MathFunc::Log1pSmall`] leave to their
+/// callers, applied to their result `res` for the argument `x`: with `tiny`, `x` itself where
+/// `|x|` is below [`tiny`] (log1p's), then NaN where `x` is NaN. The same operations as the
+/// full routines' fix-ups.
+///
+/// # Errors
+///
+/// [`MathError::UnsupportedType`] if `x` is not `f32`, `f64`, `f32x4` or `f64x2`.
+pub(crate) fn emit_log_fixups(
+    b: &mut FunctionBuilder,
+    features: MathFeatures,
+    x: Value,
+    res: Value,
+    tiny: bool,
+    pool: Option<&mut ConstPool>,
+) -> Result<Value, MathError> {
+    let mut em = Emitter::new(b, features, x)?;
+    em.pool = pool;
+    let res = if tiny { em.tiny_is_itself(x, res) } else { res };
+    Ok(em.nan_of_nan(x, res))
+}
+
 /// Constants defined once each, in the entry block, instead of at every use.
 ///
 /// A kernel's inline math uses each of a few dozen constants many times; emitted at the
