@@ -845,7 +845,7 @@ impl<'a> Translator<'a> {
                 self.log_fixups(args[0], l, false)
             }
             None if op == Op::Log && self.positive_logs[id.index()] => self.math(MathFunc::LogPositive, args[0]),
-            None if op == Op::Log1p && is_unit_exp(self.g, children[0]) => self.math(MathFunc::Log1pUnit, args[0]),
+            None if routine_variant(self.g, id) == Some(MathFunc::Log1pUnit) => self.math(MathFunc::Log1pUnit, args[0]),
             None if op == Op::Log1p && !self.quick && is_small(self.g, children[0]) => {
                 let l = self.math(MathFunc::Log1pSmall, args[0]);
                 // No tiny lanes where the range keeps away from 0 (−p of a clipped p).
@@ -2786,6 +2786,17 @@ fn arith_range(dtype: Dtype, op: Op, a: Range, b: Range) -> Range {
         Op::Div if a.lo >= 0.0 && b.lo > 0.0 => Range::new(f(a.lo, b.hi), f(a.hi, b.lo)),
         _ => Range::ANY,
     }
+}
+
+/// The routine the kernels compute node `id` with where it does not compute the op's own
+/// routine's bits: `log1p` of `e^x` with `x ≤ 0` by [`MathFunc::Log1pUnit`] (2·atanh in f32
+/// with `fma`). The kernel interpreter asks this too. The other variants the translator picks
+/// (`exp_nonpositive`, `log_normal`, `log_positive`, `log1p_small`, `log1p_nonnegative`, and
+/// `log1p_unit` in f64 or without `fma`) return the generic routine's bits, as vecmath's tests
+/// check, so they need no mirror.
+pub(crate) fn routine_variant(g: &Graph, id: NodeId) -> Option<MathFunc> {
+    let node = g.node(id);
+    (node.op == Op::Log1p && is_unit_exp(g, node.args[0])).then_some(MathFunc::Log1pUnit)
 }
 
 /// True when node `id` is `e^x` with `x ≤ 0` (or NaN), so in `[0, 1]` (or NaN), the range of

@@ -38,10 +38,11 @@ use super::{
 };
 
 /// The vecmath routines, in the order of [`ScalarFns`]' tables.
-const FUNCS: [MathFunc; 12] = [
+const FUNCS: [MathFunc; 13] = [
     MathFunc::Exp,
     MathFunc::Log,
     MathFunc::Log1p,
+    MathFunc::Log1pUnit,
     MathFunc::Expm1,
     MathFunc::Sigmoid,
     MathFunc::Softplus,
@@ -111,10 +112,11 @@ impl KernelReal for f64 {
     }
 }
 
-/// One elementwise op as the kernels compute it (`Translator::op`).
-fn apply<T: KernelReal>(fns: &ScalarFns, op: Op, a: &[T]) -> T {
+/// One elementwise op as the kernels compute it (`Translator::op`), with the routine
+/// `variant` where the kernels use one ([`codegen::routine_variant`]).
+fn apply<T: KernelReal>(fns: &ScalarFns, op: Op, variant: Option<MathFunc>, a: &[T]) -> T {
     let routine = |f: MathFunc, x: T| T::math(fns, FUNCS.iter().position(|g| *g == f).unwrap_or(0), x);
-    if let Some(f) = math_func(op) {
+    if let Some(f) = variant.or_else(|| math_func(op)) {
         return routine(f, a[0]);
     }
     match op {
@@ -351,11 +353,12 @@ fn run<T: KernelReal>(
             }
             op => {
                 let args: Vec<T> = node.children().iter().map(|c| uni[c.index()]).collect();
-                apply(fns, op, &args)
+                apply(fns, op, codegen::routine_variant(g, id), &args)
             }
         };
     }
-    let k = Kernel { fns, b, kg, uni, needed: codegen::needed(g, &kg.roots, &kg.layout) };
+    let variants = (0..g.len()).map(|i| codegen::routine_variant(g, NodeId(i as u32))).collect();
+    let k = Kernel { fns, b, kg, uni, needed: codegen::needed(g, &kg.roots, &kg.layout), variants };
     let chunk = chunk_rows(b.classes);
     let mut acc = Neumaier::default();
     let mut begin = 0;
@@ -376,6 +379,8 @@ struct Kernel<'a, T> {
     uni: Vec<T>,
     /// Nodes the kernel computes (`codegen::needed`).
     needed: Vec<bool>,
+    /// Each node's routine variant ([`codegen::routine_variant`]).
+    variants: Vec<Option<MathFunc>>,
 }
 
 /// The partial sum from the lane accumulators and the tail: `((0 + a_0) + a_1) + …) + tail`.
@@ -424,7 +429,7 @@ impl<T: KernelReal> Kernel<'_, T> {
                     for (a, c) in args.iter_mut().zip(node.children()) {
                         *a = vals[c.index()];
                     }
-                    apply(self.fns, op, &args[..node.children().len()])
+                    apply(self.fns, op, self.variants[n], &args[..node.children().len()])
                 }
             };
         }
@@ -478,7 +483,7 @@ impl<T: KernelReal> Kernel<'_, T> {
                         }
                         op => {
                             let args: Vec<T> = node.children().iter().map(|a| at(&vals, *a, 0)).collect();
-                            apply(self.fns, op, &args)
+                            apply(self.fns, op, self.variants[n], &args)
                         }
                     };
                     continue;
@@ -490,7 +495,7 @@ impl<T: KernelReal> Kernel<'_, T> {
                         Op::ClassIndex => T::from_f64(cc as f64),
                         op => {
                             let args: Vec<T> = node.children().iter().map(|a| at(&vals, *a, cc)).collect();
-                            apply(self.fns, op, &args)
+                            apply(self.fns, op, self.variants[n], &args)
                         }
                     };
                     vals[offset[n] + cc] = v;
@@ -579,10 +584,13 @@ mod tests {
     fn scalar_routines_are_the_right_functions() {
         let fns = scalar_fns().expect("the routines compile");
         for x in [-3.5f64, -0.25, 0.0, 0.5, 2.0, 7.25] {
+            // log1p_unit's argument is in [0, 1].
+            let unit = x.abs() / 8.0;
             let want = [
                 x.exp(),
                 x.abs().ln(),
                 x.abs().ln_1p(),
+                unit.ln_1p(),
                 x.exp_m1(),
                 1.0 / (1.0 + (-x).exp()),
                 x.exp().ln_1p(),
@@ -594,7 +602,11 @@ mod tests {
                 x.cos(),
             ];
             for (k, w) in want.iter().enumerate() {
-                let arg = if k == 1 || k == 2 { x.abs() } else { x };
+                let arg = match FUNCS[k] {
+                    MathFunc::Log | MathFunc::Log1p => x.abs(),
+                    MathFunc::Log1pUnit => unit,
+                    _ => x,
+                };
                 let got = f64::math(fns, k, arg);
                 assert!(got == *w || (got - w).abs() <= 1e-15 * w.abs(), "{:?}({arg}) = {got}, want {w}", FUNCS[k]);
                 let got32 = f32::math(fns, k, arg as f32);
