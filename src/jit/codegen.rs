@@ -2874,6 +2874,25 @@ mod tests {
         assert_eq!(lane_tests(&g, &layout, &positive)[log_p.index()], None, "log_positive");
     }
 
+    /// `log1p` of `e^u` with `u` provably ≤ 0 (or NaN) is `log1p_unit`'s, which the kernel
+    /// interpreter must know (its f32 bits are not `log1p`'s); of any other argument it is not.
+    #[test]
+    fn log1p_of_a_unit_exponential_is_the_unit_variant() {
+        let mut g = Graph::new(Dtype::F32, vec![Kind::Row]);
+        let x = g.leaf(Op::Input(0), Kind::Row);
+        let ax = g.un(Op::Abs, x);
+        let nax = g.un(Op::Neg, ax);
+        let e_neg = g.un(Op::Exp, nax);
+        let unit = g.un(Op::Log1p, e_neg);
+        let e_any = g.un(Op::Exp, x);
+        let not_unit = g.un(Op::Log1p, e_any);
+        let plain = g.un(Op::Log1p, ax);
+        assert_eq!(routine_variant(&g, unit), Some(MathFunc::Log1pUnit));
+        for (id, what) in [(not_unit, "log1p(e^x)"), (plain, "log1p(|x|)"), (e_neg, "the exponential")] {
+            assert_eq!(routine_variant(&g, id), None, "{what}");
+        }
+    }
+
     /// Keras's clip `where(p < ε, ε, where(p > 1 − ε, 1 − ε, p))` is [ε, 1 − ε] with the
     /// bounds rounded to the kernel's precision, so its log is `log_normal`'s and the log1p
     /// of its negation `log1p_small`'s; the data itself, or a one-sided clip, proves nothing.
