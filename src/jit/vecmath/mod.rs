@@ -184,10 +184,12 @@ pub(crate) enum MathFunc {
     /// `x = −1`; kernels use it where the graph proves the argument `≥ 0` (`log1p(e^−|x|)` in
     /// `softplus` and `log_sigmoid`, BCE with logits).
     Log1pNonNegative,
-    /// `log1p` for arguments in `[+0, 1.5]` (or NaN), bit for bit, with the reduction of
-    /// `1 + x` to `[√½, √2)` by one comparison and no fix-ups but NaN's; kernels use it where
-    /// the argument is an exponential of a nonpositive value (`log1p(e^−|x|)` in `softplus`
-    /// and `log_sigmoid`), which is in `[+0, 1]`.
+    /// `log1p` for arguments in `[+0, 1]` (or NaN): in f32 with `fma` 2·atanh(x/(2 + x)),
+    /// within 0.68 ulp (not log1p's bits: `codegen::routine_variant` tells the kernel
+    /// interpreter), otherwise log1p's bits with the reduction of `1 + x` to `[√½, √2)` by one
+    /// comparison and no fix-ups but NaN's; kernels use it where the argument is an exponential
+    /// of a nonpositive value, as in `log1p(e^−|x|)` (which `softplus` and `log_sigmoid` compute
+    /// the same way).
     Log1pUnit,
     /// `log` for positive normal finite arguments, bit for bit, without any fix-up: every
     /// other argument, NaN included, gives garbage. Kernels use it where the argument's range
@@ -1141,7 +1143,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// and only NaN needs a fix-up: ±inf, −1 and below are out of range, and a tiny `x`
     /// comes out of the polynomial as itself (`corr = x/1`, every other term 0).
     fn log1p_unit(&mut self, x: Value) -> Value {
-        if let (Some(a), true) = (self.k.log1p_unit_a, self.fma) {
+        if let Some(a) = self.atanh_terms() {
             return self.log1p_atanh(x, a);
         }
         let k = self.k;
@@ -1161,6 +1163,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let kf = self.sel_zero(big, one);
         let res = self.log_reduced(m, kf, Some(corr));
         self.nan_of_nan(x, res)
+    }
+
+    /// [`Consts::log1p_unit_a`] where [`Emitter::log1p_atanh`] may use it: its remainder
+    /// needs an exact `fma`.
+    fn atanh_terms(&self) -> Option<&'static [f64]> {
+        self.k.log1p_unit_a.filter(|_| self.fma)
     }
 
     /// `log1p(x)` for `+0 ≤ x ≤ 1` (or NaN, which it propagates) as `2·atanh(s)`,
@@ -1264,9 +1272,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let ax = self.abs(x);
         let nax = self.neg(ax);
         let e = self.exp(nax);
-        match (self.k.log1p_unit_a, self.fma) {
-            (Some(a), true) => self.log1p_atanh(e, a),
-            _ => self.log1p_core(e),
+        match self.atanh_terms() {
+            Some(a) => self.log1p_atanh(e, a),
+            None => self.log1p_core(e),
         }
     }
 
