@@ -338,6 +338,7 @@ fn run<T: KernelReal>(
     let g = &kg.graph;
     // Uniform values, as the kernel's entry block computes them.
     let slots: Vec<T> = kg.slot_sources.iter().map(|s| s.value(b.classes, seed_uniform, &b.batch)).collect();
+    let variants: Vec<Option<MathFunc>> = (0..g.len()).map(|i| codegen::routine_variant(g, NodeId(i as u32))).collect();
     let mut uni = vec![T::ZERO; g.len()];
     for i in 0..g.len() {
         let id = NodeId(i as u32);
@@ -353,11 +354,10 @@ fn run<T: KernelReal>(
             }
             op => {
                 let args: Vec<T> = node.children().iter().map(|c| uni[c.index()]).collect();
-                apply(fns, op, codegen::routine_variant(g, id), &args)
+                apply(fns, op, variants[i], &args)
             }
         };
     }
-    let variants = (0..g.len()).map(|i| codegen::routine_variant(g, NodeId(i as u32))).collect();
     let k = Kernel { fns, b, kg, uni, needed: codegen::needed(g, &kg.roots, &kg.layout), variants };
     let chunk = chunk_rows(b.classes);
     let mut acc = Neumaier::default();

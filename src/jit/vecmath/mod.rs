@@ -1267,15 +1267,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.div(num, d)
     }
 
-    /// `log1p(exp(−|x|))`, shared by softplus and log_sigmoid.
+    /// `log1p(exp(−|x|))`, shared by softplus and log_sigmoid (the exponential is in [+0, 1]).
     fn log1p_exp_neg_abs(&mut self, x: Value) -> Value {
         let ax = self.abs(x);
         let nax = self.neg(ax);
         let e = self.exp(nax);
-        match self.atanh_terms() {
-            Some(a) => self.log1p_atanh(e, a),
-            None => self.log1p_core(e),
-        }
+        self.log1p_unit(e)
     }
 
     fn softplus(&mut self, x: Value) -> Value {
